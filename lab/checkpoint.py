@@ -1,0 +1,105 @@
+"""Checkpoints: safetensors weights with JSON metadata in the same file.
+
+A checkpoint is one ``.safetensors`` file. Its header's metadata holds ``vurn``: a
+JSON object with the model config, the vocabulary, the corpus name and sha256, the
+training state (epoch, step, losses), the code commit, and a sha256 of the tensor
+bytes so that an altered file is refused. Loading never unpickles. Writes are atomic
+(a temporary file in the same folder, then ``os.replace``), so a crash never leaves a
+half-written checkpoint where a good one was.
+
+    >>> import tempfile, pathlib, torch
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "w.safetensors"
+    >>> save_checkpoint(p, {"w": torch.ones(2)}, {"note": "hi"})
+    >>> tensors, meta = load_checkpoint(p)
+    >>> tensors["w"].tolist(), meta["note"]
+    ([1.0, 1.0], 'hi')
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+FORMAT = "vurn-checkpoint-1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, damaged, or does not fit what it is used with."""
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    sha = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        sha.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        sha.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return sha.hexdigest()
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp_path)`` then move the result over ``path`` in one step."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Write tensors and a JSON-able ``meta`` dict atomically to ``path``."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    header = {"format": FORMAT, "tensors_sha256": _digest(tensors), **meta}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"vurn": json.dumps(header)}))
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """Read ``(tensors, meta)``; refuse missing, truncated, altered or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist: check the path or the run folder")
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("vurn")
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or damaged?): {e}. "
+                              "Use another checkpoint, e.g. best.safetensors of the same run.") from None
+    if raw is None:
+        raise CheckpointError(f"{path} is a safetensors file but not a vurn checkpoint (no 'vurn' metadata)")
+    meta = json.loads(raw)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    if _digest(tensors) != meta.get("tensors_sha256"):
+        raise CheckpointError(f"{path} was altered after it was written (its weights do not match the "
+                              "sha256 in its metadata): it cannot be trusted; use another checkpoint")
+    return {k: v.to(device) for k, v in tensors.items()}, meta
+
+
+def code_commit() -> str:
+    """The git commit of the code that is running, with ``+dirty`` for local changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("VURN_COMMIT", "unknown")
+    if not commit:
+        return os.environ.get("VURN_COMMIT", "unknown")
+    return commit + ("+dirty" if dirty else "")

@@ -1,0 +1,242 @@
+"""Corpora: text, vocabulary, contiguous splits, encode and decode.
+
+The paper's two corpora are found by name; any UTF-8 file can be a corpus too::
+
+    >>> from lab.corpus import Corpus
+    >>> c = Corpus.from_text("tiny", "hello world\\n" * 10, splits=(0.8, 0.1, 0.1))
+    >>> c.vocab[:3], c.decode(c.encode("hello"))
+    (('\\n', ' ', 'd'), 'hello')
+
+``load_corpus("war_and_peace")`` looks for ``war_and_peace.txt`` in, in order, the
+folder you pass, ``$VURN_DATA``, the user cache (``~/.cache/vurn``), and otherwise
+downloads and verifies it (see :mod:`lab.download`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+SPLITS = ("train", "val", "test")
+
+
+class CorpusError(ValueError):
+    """A corpus could not be found, read or used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class KnownCorpus:
+    """A corpus of the paper: its file name, its splits and the sha256 of its text."""
+
+    name: str
+    filename: str
+    splits: tuple[float, float, float]
+    sha256: str
+    chars: int
+
+
+KNOWN: dict[str, KnownCorpus] = {
+    "war_and_peace": KnownCorpus(
+        "war_and_peace", "war_and_peace.txt", (0.8, 0.1, 0.1),
+        "e9d70cc7d26da7bb53c09a90844647f75cd2ef081b6aa358290a8cf7184d889b", 3_196_214),
+    "linux_kernel": KnownCorpus(
+        "linux_kernel", "linux_kernel.txt", (0.9, 0.05, 0.05),
+        "87d32dcf78a30cda308400fda232f5a0480ec9ddfff1ed2829eb5cfe5dbfc862", 6_153_338),
+}
+
+
+def cache_dir() -> Path:
+    """The user cache where downloaded corpora live (``$XDG_CACHE_HOME/vurn``).
+
+    >>> cache_dir().name
+    'vurn'
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "vurn"
+
+
+def sha256_text(text: str) -> str:
+    """sha256 of a text's UTF-8 bytes, the corpus hash checkpoints carry.
+
+    >>> sha256_text("")[:8]
+    'e3b0c442'
+    """
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """Read a UTF-8 text file as a corpus text, with a clear error for every bad file.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.txt"; _ = p.write_text("ab\\n")
+    >>> read_text(p)
+    'ab\\n'
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CorpusError(f"corpus file {path} does not exist: check the path, or set VURN_DATA "
+                          "to the folder that holds the corpora")
+    if path.is_dir():
+        raise CorpusError(f"{path} is a folder, not a text file: name the .txt file inside it")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"{path} is not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}): "
+                          "convert it first, e.g. `iconv -f latin1 -t utf-8`") from None
+    text = text.removeprefix("\ufeff")
+    if not text:
+        raise CorpusError(f"{path} is empty: a corpus needs some text")
+    return text
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A text with its vocabulary and contiguous train/val/test splits."""
+
+    name: str
+    text: str = field(repr=False)
+    vocab: tuple[str, ...]
+    splits: tuple[float, float, float] = (0.8, 0.1, 0.1)
+
+    @classmethod
+    def from_text(cls, name: str, text: str, splits=(0.8, 0.1, 0.1), vocab=None) -> "Corpus":
+        """Make a corpus from a string; the vocabulary is every distinct character, sorted.
+
+        >>> Corpus.from_text("t", "ba\\n").vocab
+        ('\\n', 'a', 'b')
+        """
+        if not text:
+            raise CorpusError(f"corpus {name!r} is empty: a corpus needs some text")
+        if len(splits) != 3 or abs(sum(splits) - 1) > 1e-9 or min(splits) <= 0:
+            raise CorpusError(f"splits must be three positive fractions summing to 1, got {splits}")
+        vocab = tuple(sorted(set(text))) if vocab is None else tuple(vocab)
+        corpus = cls(name, text, vocab, tuple(splits))
+        corpus.encode(text)  # an explicit vocabulary must cover the text
+        return corpus
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, splits=(0.8, 0.1, 0.1), name=None) -> "Corpus":
+        """Any UTF-8 text file as a corpus.
+
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "mine.txt"; _ = p.write_text("abc" * 30)
+        >>> Corpus.from_file(p).name
+        'mine'
+        """
+        return cls.from_text(name or Path(path).stem, read_text(path), splits)
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the whole text (computed once)."""
+        cached = self.__dict__.get("_sha256")
+        if cached is None:
+            cached = sha256_text(self.text)
+            object.__setattr__(self, "_sha256", cached)
+        return cached
+
+    @property
+    def index(self) -> dict[str, int]:
+        cached = self.__dict__.get("_index")
+        if cached is None:
+            cached = {ch: i for i, ch in enumerate(self.vocab)}
+            object.__setattr__(self, "_index", cached)
+        return cached
+
+    def bounds(self, split: str) -> tuple[int, int]:
+        """Character offsets [start, end) of a split in the whole text.
+
+        >>> Corpus.from_text("t", "x" * 100).bounds("val")
+        (80, 90)
+        """
+        if split not in SPLITS:
+            raise CorpusError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+        n = len(self.text)
+        a = round(n * self.splits[0])
+        b = round(n * (self.splits[0] + self.splits[1]))
+        return {"train": (0, a), "val": (a, b), "test": (b, n)}[split]
+
+    def split(self, split: str) -> str:
+        """The text of one split: 'train', 'val' or 'test'."""
+        a, b = self.bounds(split)
+        return self.text[a:b]
+
+    def encode(self, text: str) -> torch.Tensor:
+        """Characters to a 1-D int64 tensor of vocabulary indices.
+
+        Characters outside the vocabulary are an error that names them.
+
+        >>> c = Corpus.from_text("t", "abc")
+        >>> c.encode("cab").tolist()
+        [2, 0, 1]
+        """
+        index = self.index
+        try:
+            return torch.tensor([index[ch] for ch in text], dtype=torch.long)
+        except KeyError:
+            unknown = sorted(set(text) - set(index))
+            shown = ", ".join(repr(ch) for ch in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            raise CorpusError(
+                f"{len(unknown)} character(s) are not in the vocabulary of corpus {self.name!r}: {shown}. "
+                "Remove or replace them, or use a model trained on a corpus that has them.") from None
+
+    def decode(self, ids) -> str:
+        """Vocabulary indices (any iterable of ints or a tensor) back to text."""
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        return "".join(self.vocab[i] for i in ids)
+
+    def split_ids(self, split: str) -> torch.Tensor:
+        """One split, encoded (cached: the whole text is encoded once)."""
+        ids = self.__dict__.get("_ids")
+        if ids is None:
+            ids = self.encode(self.text)
+            object.__setattr__(self, "_ids", ids)
+        a, b = self.bounds(split)
+        return ids[a:b]
+
+
+def find_corpus_file(name: str, data_dir: str | os.PathLike | None = None) -> Path | None:
+    """Where a known corpus's text is on this machine, or None.
+
+    Looks in ``data_dir``, then ``$VURN_DATA``, then the user cache.
+    """
+    known = KNOWN[name]
+    for folder in (data_dir, os.environ.get("VURN_DATA"), cache_dir()):
+        if folder and (Path(folder) / known.filename).is_file():
+            return Path(folder) / known.filename
+    return None
+
+
+def load_corpus(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+                download: bool = True) -> Corpus:
+    """A corpus of the paper by name (``war_and_peace``, ``linux_kernel``) or any UTF-8 file.
+
+    >>> c = load_corpus("war_and_peace")            # doctest: +SKIP
+    >>> len(c.text), c.splits                        # doctest: +SKIP
+    (3196214, (0.8, 0.1, 0.1))
+    """
+    name = str(name_or_path)
+    if name not in KNOWN:
+        if Path(name).exists() or os.sep in name or name.endswith(".txt"):
+            return Corpus.from_file(name)
+        raise CorpusError(f"unknown corpus {name!r}: use one of {', '.join(KNOWN)} or a path to a UTF-8 text file")
+    known = KNOWN[name]
+    path = find_corpus_file(name, data_dir)
+    if path is None:
+        if not download:
+            raise CorpusError(f"{known.filename} not found in {data_dir or '-'}, $VURN_DATA or {cache_dir()}: "
+                              "set VURN_DATA to the folder that holds it, or allow the download")
+        from lab.download import fetch_corpus
+        path = fetch_corpus(name)
+    text = read_text(path)
+    digest = sha256_text(text)
+    if digest != known.sha256:
+        raise CorpusError(f"{path} is not the expected {name} text (sha256 {digest[:12]}..., expected "
+                          f"{known.sha256[:12]}...): replace it, or load it as a plain file with Corpus.from_file")
+    corpus = Corpus.from_text(name, text, known.splits)
+    object.__setattr__(corpus, "_sha256", digest)
+    return corpus

@@ -1,0 +1,396 @@
+"""Training with the paper's protocol (§4.1), stateful truncated BPTT and exact resume.
+
+Defaults are the paper's: RMSProp (lr 2e-3, alpha 0.95), lr x0.95 per epoch after
+epoch 10, batch 100, sequence 100 with the state carried across batches, uniform
+init +-0.08, gradients clipped element-wise at 5 (char-rnn's clamp), dropout between
+layers, 50 epochs, the best validation checkpoint kept, test loss in nats per char.
+
+A run folder holds ``last.safetensors`` (weights, optimizer, RNG and carried state:
+everything ``resume`` needs), ``best.safetensors`` (weights of the best validation
+epoch), ``metrics.jsonl`` and, when finished, ``summary.json``.
+
+    >>> from lab.corpus import Corpus
+    >>> import tempfile
+    >>> corpus = Corpus.from_text("toy", "abcab\\n" * 400)
+    >>> cfg = TrainConfig(kind="lstm", layers=1, width=16, epochs=1, batch=4, seq_len=20)
+    >>> summary = train(cfg, tempfile.mkdtemp(), corpus=corpus, progress=False)
+    >>> summary["epochs"], summary["test_loss"] < 2.0
+    (1, True)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from lab.checkpoint import CheckpointError, code_commit, load_checkpoint, save_checkpoint
+from lab.corpus import Corpus, load_corpus
+from lab.models import CharRNN, ModelConfig, detach_state, width_for
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; it travels inside every checkpoint."""
+
+    corpus: str = "war_and_peace"   # a known corpus name or a path to a UTF-8 file
+    kind: str = "lstm"
+    layers: int = 1
+    row: int = 128                  # Table 1 row: match the size of a 1-layer LSTM this wide
+    width: int | None = None        # an explicit width instead of the row's
+    dropout: float = 0.0
+    epochs: int = 50
+    batch: int = 100
+    seq_len: int = 100
+    lr: float = 2e-3
+    lr_decay: float = 0.95
+    decay_after: int = 10           # epochs at the full learning rate
+    rmsprop_alpha: float = 0.95
+    init_scale: float = 0.08
+    grad_clip: float = 5.0
+    seed: int = 0
+    checkpoint_every: int = 0       # steps between mid-epoch checkpoints; 0: at epoch ends only
+    max_train_chars: int | None = None  # use only the first chars of the train split (quick runs)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Build from a dict; unknown keys are an error that names them."""
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}; known: "
+                             f"{', '.join(f.name for f in fields(cls))}")
+        return cls(**d)
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        width = self.width or width_for(self.kind, self.layers, self.row, vocab_size)
+        return ModelConfig(self.kind, self.layers, width, vocab_size, self.dropout)
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate during ``epoch`` (0-based)."""
+        return self.lr * self.lr_decay ** max(0, epoch + 1 - self.decay_after)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """CUDA when present, else CPU; an explicit choice wins.
+
+    >>> pick_device("cpu").type
+    'cpu'
+    """
+    if device:
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for but torch sees no CUDA GPU; use --device cpu")
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def batches_per_epoch(n_chars: int, batch: int, seq_len: int) -> int:
+    return (n_chars // batch - 1) // seq_len
+
+
+def stream_view(ids: torch.Tensor, batch: int) -> torch.Tensor:
+    """Cut a split into ``batch`` contiguous streams (batch, chars // batch)."""
+    n = ids.numel() // batch
+    return ids[: n * batch].view(batch, n)
+
+
+def train_step(model, optimizer, x, y, state, grad_clip: float):
+    """One truncated-BPTT step; returns the (unsynchronised) loss tensor and new state."""
+    logits, state = model(x, state)
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_value_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.detach(), detach_state(state)
+
+
+@torch.no_grad()
+def char_losses(model, ids: torch.Tensor, streams: int = 100, burn_in: int = 200,
+                window: int = 1000) -> torch.Tensor:
+    """Loss (nats) of every next character of ``ids``: a (len(ids) - 1,) float tensor.
+
+    The text is cut into ``streams`` parallel pieces; each starts ``burn_in`` characters
+    early (inside the text) so that its first counted characters have context.
+    """
+    was_training = model.training
+    model.eval()
+    device = model.head.weight.device
+    n = ids.numel() - 1                       # characters that have a next one
+    streams = max(1, min(streams, n // max(1, 4 * burn_in) or 1))
+    span = math.ceil(n / streams)
+    starts = torch.tensor([max(0, s * span - burn_in) for s in range(streams)])
+    length = span + burn_in
+    pos = starts[:, None] + torch.arange(length)[None, :]                    # (S, L) input positions
+    owner = torch.arange(streams)[:, None] * span
+    counted = (pos >= owner) & (pos < torch.clamp(owner + span, max=n))
+    src = ids.to(device)
+    inputs = src[pos.clamp(max=n).to(device)]
+    targets = src[(pos + 1).clamp(max=n).to(device)]
+    losses = torch.zeros(n, device=device)
+    state = None
+    for a in range(0, length, window):
+        logits, state = model(inputs[:, a:a + window], state)
+        nll = F.cross_entropy(logits.transpose(1, 2), targets[:, a:a + window], reduction="none")
+        mask = counted[:, a:a + window].to(device)
+        losses[pos[:, a:a + window].to(device)[mask]] = nll[mask].float()
+    model.train(was_training)
+    return losses.cpu()
+
+
+def evaluate(model, ids: torch.Tensor, **kw) -> float:
+    """Mean cross-entropy in nats per character over ``ids``."""
+    return char_losses(model, ids, **kw).mean().item()
+
+
+def _state_tensors(state) -> dict[str, torch.Tensor]:
+    if state is None:
+        return {}
+    if isinstance(state, tuple):
+        return {"state.h": state[0], "state.c": state[1]}
+    return {"state.h": state}
+
+
+def _rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
+    out = {"rng.cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        out["rng.cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+class Trainer:
+    """A training run bound to a folder; ``run()`` trains, ``resume=True`` continues exactly."""
+
+    def __init__(self, cfg: TrainConfig, run_dir, corpus: Corpus | None = None, device=None,
+                 data_dir=None, resume: bool = False, progress: bool = True):
+        self.run_dir = Path(run_dir)
+        self.device = pick_device(device)
+        self.progress = progress
+        last = self.run_dir / "last.safetensors"
+        if resume and last.exists():
+            tensors, meta = load_checkpoint(last)
+            saved = TrainConfig.from_dict(meta["train_config"])
+            changed = {f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(saved, f.name)}
+            # only the length of the run may change on resume; anything else breaks exactness
+            if changed - {"epochs"}:
+                raise ValueError(f"cannot resume {self.run_dir} with different options {sorted(changed)}: "
+                                 "use the same options, or a new run folder")
+            cfg = replace(saved, epochs=cfg.epochs)
+        elif resume:
+            raise CheckpointError(f"nothing to resume in {self.run_dir} (no last.safetensors)")
+        elif last.exists():
+            raise FileExistsError(f"{self.run_dir} already holds a run: pass resume=True (--resume) "
+                                  "to continue it, or choose a new folder")
+        self.cfg = cfg
+        self.corpus = corpus or load_corpus(cfg.corpus, data_dir)
+        torch.manual_seed(cfg.seed)
+        self.model = CharRNN(cfg.model_config(len(self.corpus.vocab)))
+        self.model.init_uniform(cfg.init_scale)
+        self.model.to(self.device)
+        self.optimizer = torch.optim.RMSprop(self.model.parameters(), lr=cfg.lr,
+                                             alpha=cfg.rmsprop_alpha, eps=1e-8)
+        train_ids = self.corpus.split_ids("train")
+        if cfg.max_train_chars:
+            train_ids = train_ids[: cfg.max_train_chars]
+        self.data = stream_view(train_ids, cfg.batch).to(self.device)     # (B, N)
+        self.steps_per_epoch = batches_per_epoch(train_ids.numel(), cfg.batch, cfg.seq_len)
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"the training text ({train_ids.numel()} chars) is too short for batch "
+                             f"{cfg.batch} x sequence {cfg.seq_len}: lower them")
+        self.val_ids = self.corpus.split_ids("val")
+        self.epoch, self.step_in_epoch, self.step = 0, 0, 0
+        self.best_val, self.history, self.elapsed = math.inf, [], 0.0
+        self.state = None
+        if resume:
+            self._restore(tensors, meta)
+
+    # -- checkpoints -------------------------------------------------------------------
+    def _meta(self, **extra) -> dict:
+        return {
+            "model_config": self.model.cfg.to_dict(), "train_config": asdict(self.cfg),
+            "vocab": "".join(self.corpus.vocab), "corpus": self.corpus.name,
+            "corpus_sha256": self.corpus.sha256, "epoch": self.epoch, "step": self.step,
+            "step_in_epoch": self.step_in_epoch, "best_val_loss": self.best_val,
+            "history": self.history, "elapsed_s": round(self.elapsed, 2),
+            "device": _device_name(self.device), "code_commit": code_commit(), **extra,
+        }
+
+    def _save_last(self) -> None:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        for i, group in enumerate(self.optimizer.state_dict()["state"].values()):
+            for k, v in group.items():
+                if torch.is_tensor(v):
+                    tensors[f"optim.{i}.{k}"] = v.reshape(-1) if v.dim() == 0 else v
+        tensors.update(_state_tensors(self.state))
+        tensors.update(_rng_tensors(self.device))
+        save_checkpoint(self.run_dir / "last.safetensors", tensors, self._meta(kind="last"))
+
+    def _restore(self, tensors, meta) -> None:
+        if meta["corpus_sha256"] != self.corpus.sha256:
+            raise CheckpointError(f"{self.run_dir} was trained on another text than {self.corpus.name!r}")
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.model.to(self.device)
+        opt = self.optimizer.state_dict()
+        params = list(opt["state"].keys()) or list(range(len(list(self.model.parameters()))))
+        state = {}
+        for i, pid in enumerate(params):
+            keys = [k for k in tensors if k.startswith(f"optim.{i}.")]
+            if keys:
+                state[pid] = {k.split(".", 2)[2]: (tensors[k].reshape(()) if k.endswith(".step") else tensors[k])
+                              .to(self.device if not k.endswith(".step") else "cpu") for k in keys}
+        opt["state"] = state
+        self.optimizer.load_state_dict(opt)
+        if "state.h" in tensors:
+            h = tensors["state.h"].to(self.device)
+            self.state = (h, tensors["state.c"].to(self.device)) if "state.c" in tensors else h
+        torch.set_rng_state(tensors["rng.cpu"])
+        if self.device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        self.epoch, self.step, self.step_in_epoch = meta["epoch"], meta["step"], meta["step_in_epoch"]
+        self.best_val, self.history = meta["best_val_loss"], meta["history"]
+        self.elapsed = meta["elapsed_s"]
+        self._truncate_log(self.step)
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop log lines written after the checkpoint we resume from (a killed run's tail)."""
+        log = self.run_dir / "metrics.jsonl"
+        if not log.exists():
+            return
+        keep = []
+        for line in log.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by the kill
+            if rec.get("step", 0) <= step:
+                keep.append(line)
+        from lab.checkpoint import atomic_write
+        atomic_write(log, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in keep)))
+
+    def _log(self, records: list[dict]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self, max_seconds: float | None = None) -> dict:
+        """Train until ``cfg.epochs`` (or ``max_seconds`` of wall time, resumable)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg, T = self.cfg, self.cfg.seq_len
+        started = time.time()
+        base_elapsed = self.elapsed
+        pending: list[tuple[int, int, torch.Tensor]] = []   # losses not yet synchronised
+
+        def flush():
+            if not pending:
+                return
+            values = torch.stack([p[2] for p in pending]).tolist()
+            for (epoch, step, _), v in zip(pending, values):
+                if not math.isfinite(v):
+                    pending.clear()
+                    raise TrainingDiverged(
+                        f"the training loss became {v} at epoch {epoch + 1}, step {step}. The last good "
+                        f"checkpoint is kept in {self.run_dir}. Try a lower --lr or --grad-clip.")
+            self._log([{"step": s, "epoch": e + 1, "loss": round(v, 6)} for (e, s, _), v in zip(pending, values)])
+            bar.set_postfix(loss=f"{values[-1]:.3f}", lr=f"{cfg.lr_at(self.epoch):.2e}")
+            pending.clear()
+
+        self.model.train()
+        bar = tqdm(total=cfg.epochs * self.steps_per_epoch, initial=self.step, disable=not self.progress,
+                   desc=f"{cfg.kind}{cfg.layers} {self.corpus.name}", unit="batch", dynamic_ncols=True)
+        stopped_early = False
+        try:
+            while self.epoch < cfg.epochs:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = cfg.lr_at(self.epoch)
+                while self.step_in_epoch < self.steps_per_epoch:
+                    a = self.step_in_epoch * T
+                    x, y = self.data[:, a:a + T], self.data[:, a + 1:a + T + 1]
+                    loss, self.state = train_step(self.model, self.optimizer, x, y, self.state, cfg.grad_clip)
+                    self.step += 1
+                    self.step_in_epoch += 1
+                    pending.append((self.epoch, self.step, loss))
+                    bar.update(1)
+                    if len(pending) >= 50:
+                        flush()
+                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                        flush()
+                        self.elapsed = base_elapsed + time.time() - started
+                        self._save_last()
+                    if max_seconds is not None and time.time() - started > max_seconds:
+                        stopped_early = True
+                        break
+                if stopped_early:
+                    break
+                flush()
+                val = evaluate(self.model, self.val_ids)
+                self.model.train()
+                self.epoch, self.step_in_epoch, self.state = self.epoch + 1, 0, None
+                self.elapsed = base_elapsed + time.time() - started
+                self.history.append({"epoch": self.epoch, "val_loss": val, "lr": cfg.lr_at(self.epoch - 1),
+                                     "elapsed_s": round(self.elapsed, 1)})
+                self._log([{"step": self.step, "epoch": self.epoch, "val_loss": round(val, 6)}])
+                if not math.isfinite(val):
+                    raise TrainingDiverged(f"the validation loss became {val} after epoch {self.epoch}; "
+                                           f"the last good checkpoint is kept in {self.run_dir}")
+                if val < self.best_val:
+                    self.best_val = val
+                    self._save_best(val)
+                self._save_last()
+                if self.progress:
+                    bar.write(f"epoch {self.epoch}: val {val:.4f} nats/char (best {self.best_val:.4f})")
+            flush()
+            if stopped_early:
+                self.elapsed = base_elapsed + time.time() - started
+                self._save_last()
+        finally:
+            bar.close()
+        if self.epoch < cfg.epochs:
+            return {"finished": False, "epochs": self.epoch, "step": self.step, "best_val_loss": self.best_val}
+        return self.finish()
+
+    def _save_best(self, val: float) -> None:
+        tensors = self.model.state_dict()
+        save_checkpoint(self.run_dir / "best.safetensors", tensors, self._meta(kind="best", val_loss=val))
+
+    def finish(self) -> dict:
+        """Score the best checkpoint on test; write ``summary.json``; return it."""
+        best = self.run_dir / "best.safetensors"
+        tensors, meta = load_checkpoint(best, self.device)
+        model = CharRNN(ModelConfig.from_dict(meta["model_config"])).to(self.device)
+        model.load_state_dict(tensors)
+        test = evaluate(model, self.corpus.split_ids("test"))
+        summary = {
+            "finished": True, "corpus": self.corpus.name, "kind": self.cfg.kind, "layers": self.cfg.layers,
+            "row": self.cfg.row, "width": model.cfg.width, "dropout": self.cfg.dropout,
+            "params": sum(p.numel() for p in model.parameters()), "epochs": self.epoch,
+            "best_epoch": meta["epoch"], "val_loss": meta["val_loss"], "test_loss": test,
+            "elapsed_s": round(self.elapsed, 1), "device": _device_name(self.device),
+            "code_commit": code_commit(),
+        }
+        meta["test_loss"] = test
+        save_checkpoint(best, tensors, meta)
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({os.cpu_count()} cores)"
+
+
+def train(cfg: TrainConfig, run_dir, corpus: Corpus | None = None, device=None, data_dir=None,
+          resume: bool = False, progress: bool = True, max_seconds: float | None = None) -> dict:
+    """Train ``cfg`` in ``run_dir`` (see the module docstring); returns the summary."""
+    trainer = Trainer(cfg, run_dir, corpus=corpus, device=device, data_dir=data_dir,
+                      resume=resume, progress=progress)
+    return trainer.run(max_seconds=max_seconds)
