@@ -1,0 +1,341 @@
+"""Obtain the paper's corpora: download, build, verify, write atomically.
+
+:func:`lab.corpus.load_corpus` calls :func:`fetch_corpus` when a known corpus is
+not on this machine. Both corpora can also be built offline from a file you give
+(``source=``): a Project Gutenberg text, or a Linux source tarball or folder::
+
+    >>> from lab.download import fetch_corpus
+    >>> fetch_corpus("linux_kernel", source="/usr/src/linux-source-6.1.tar.xz")  # doctest: +SKIP
+    PosixPath('/home/me/.cache/vurn/linux_kernel.txt')
+
+Recipes (see ``shared/data/README.md``):
+
+- **war_and_peace**: Project Gutenberg eBook #2600, plain text, its header and
+  footer (the ``*** START OF`` / ``*** END OF`` markers) stripped, byte-order mark
+  dropped, CRLF and CR line ends turned into LF.
+- **linux_kernel**: every ``*.c`` and ``*.h`` under ``kernel/`` of a Linux source
+  tree, sorted by path (plain code-point order of the path string, so
+  ``kernel/dma.c`` comes before ``kernel/dma/...``), whole files concatenated with
+  nothing in between, stopping before the first file that would take the total past
+  6,206,996 characters; undecodable bytes become U+FFFD.
+
+A downloaded text that does not hash to the verified copy is not kept under the
+known file name (``load_corpus`` would refuse it): the error says how to proceed.
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from lab.corpus import KNOWN, CorpusError, cache_dir, sha256_text
+
+WAR_AND_PEACE_URL = "https://www.gutenberg.org/cache/epub/2600/pg2600.txt"
+LINUX_URL = "https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.1.tar.xz"
+URL_ENV = {"war_and_peace": "VURN_WAR_AND_PEACE_URL", "linux_kernel": "VURN_LINUX_URL"}
+DEFAULT_URL = {"war_and_peace": WAR_AND_PEACE_URL, "linux_kernel": LINUX_URL}
+LINUX_MAX_CHARS = 6_206_996  # the paper's Linux corpus size: the cap of the recipe
+USER_AGENT = "vurn/0.1 (corpus download; +https://github.com/karpathy/char-rnn)"
+
+_START = re.compile(r"^\*\*\*\s*START OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK[^\n]*$", re.M | re.I)
+_END = re.compile(r"^\*\*\*\s*END OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK[^\n]*$", re.M | re.I)
+_END_LINE = re.compile(r"\n[ \t]*End of (?:the |this )?Project Gutenberg[^\n]*\s*$", re.I)
+
+
+class DownloadError(CorpusError):
+    """A download failed or was cut short; nothing was left behind."""
+
+
+class VerificationError(CorpusError):
+    """A built corpus does not hash to the verified copy; nothing was kept."""
+
+
+def download(url: str, dest: str | os.PathLike, *, progress: bool = True, timeout: float = 60.0,
+             desc: str | None = None) -> Path:
+    """Download ``url`` to ``dest``, atomically: ``dest`` appears only when complete.
+
+    The bytes go to a temporary file beside ``dest`` (progress bar on stderr), which
+    is renamed onto ``dest`` only after the whole body (as many bytes as the
+    server's Content-Length) has arrived. Any failure raises :class:`DownloadError`
+    and leaves neither the temporary file nor ``dest``.
+
+    >>> download("https://www.gutenberg.org/cache/epub/2600/pg2600.txt", "/tmp/pg2600.txt")  # doctest: +SKIP
+    PosixPath('/tmp/pg2600.txt')
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    done = False
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _fetch_into(url, out, progress=progress, timeout=timeout, desc=desc or dest.name)
+        os.replace(tmp, dest)
+        done = True
+        return dest
+    finally:
+        if not done:
+            tmp.unlink(missing_ok=True)
+
+
+def _fetch_into(url: str, out, *, progress: bool, timeout: float, desc: str) -> None:
+    """Stream ``url`` into the open binary file ``out``; raise DownloadError on any failure."""
+    from tqdm.auto import tqdm
+
+    host = urllib.parse.urlsplit(url).netloc or url
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        raise DownloadError(f"download of {url} failed: HTTP {e.code} {e.reason}. Check the URL, "
+                            "or download the file yourself and pass it as source=...") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        reason = getattr(e, "reason", e)
+        raise DownloadError(f"could not download {url}: cannot reach {host} ({reason}). Check your "
+                            "connection or proxy, or download the file yourself and pass it as "
+                            "source=...") from None
+    got = 0
+    with response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        try:
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+                      disable=not progress, leave=False) as bar:
+                while chunk := response.read(1 << 16):
+                    out.write(chunk)
+                    got += len(chunk)
+                    bar.update(len(chunk))
+        except (OSError, http.client.HTTPException) as e:
+            of = f" of {total:,}" if total is not None else ""
+            raise DownloadError(f"download of {url} was interrupted after {got:,}{of} bytes "
+                                f"({type(e).__name__}: {e}); nothing was kept: try again") from None
+    if total is not None and got != total:
+        raise DownloadError(f"download of {url} was interrupted: got {got:,} of {total:,} bytes "
+                            "(the connection closed early); nothing was kept: try again")
+
+
+def strip_gutenberg(data: bytes | str) -> str:
+    """A Project Gutenberg plain text without its header and footer, with LF line ends.
+
+    The byte-order mark is dropped, CRLF and CR become LF, and everything up to the
+    ``*** START OF THE PROJECT GUTENBERG EBOOK ...`` line and from the ``*** END OF``
+    line on is removed, with the blank lines around the book; the result ends with
+    one newline. A text without the markers is returned with only BOM and line ends
+    fixed (it may already be stripped).
+
+    >>> raw = "\\ufeffheader\\r\\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\\r\\n\\r\\nBook.\\r\\n\\r\\n"
+    >>> strip_gutenberg(raw + "*** END OF THE PROJECT GUTENBERG EBOOK X ***\\r\\nlicence\\r\\n")
+    'Book.\\n'
+    """
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CorpusError(f"the Gutenberg text is not UTF-8 (byte {data[e.start]:#04x} at offset "
+                              f"{e.start}): use the 'Plain Text UTF-8' file of the eBook") from None
+    text = data.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    start, end = _START.search(text), None
+    if start:
+        end = _END.search(text, start.end())
+    else:
+        end = _END.search(text)
+    if not start and not end:
+        return text
+    body = text[start.end() if start else 0:end.start() if end else len(text)]
+    body = _END_LINE.sub("", body).strip("\n")
+    if not body:
+        raise CorpusError("the Gutenberg text has nothing between its START and END markers")
+    return body + "\n"
+
+
+def linux_text(source: str | os.PathLike, max_chars: int = LINUX_MAX_CHARS) -> str:
+    """The Linux corpus text built from a source tarball (.tar.xz, .tar.gz, ...) or folder.
+
+    Every ``*.c`` and ``*.h`` under ``kernel/`` (of the folder, or of the tarball's
+    top-level folder), sorted by path, whole files concatenated, stopping before the
+    first file that would take the total past ``max_chars``; undecodable bytes
+    become U+FFFD.
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "kernel").mkdir(); _ = (root / "kernel" / "b.c").write_text("b\\n")
+    >>> _ = (root / "kernel" / "a.h").write_text("a\\n")
+    >>> linux_text(root)
+    'a\\nb\\n'
+    """
+    source = Path(source)
+    if source.is_dir():
+        files = _folder_sources(source)
+    elif source.is_file():
+        files = _tar_sources(source)
+    else:
+        raise CorpusError(f"Linux source {source} does not exist: give a kernel source folder or a "
+                          ".tar.xz/.tar.gz tarball (Debian: apt-get install linux-source-6.1, then "
+                          "/usr/src/linux-source-6.1.tar.xz)")
+    if not files:
+        raise CorpusError(f"no *.c or *.h files under kernel/ in {source}: is it a Linux source tree?")
+    parts, total = [], 0
+    for path in sorted(files):
+        text = files[path].decode("utf-8", errors="replace")
+        if total + len(text) > max_chars:
+            break
+        parts.append(text)
+        total += len(text)
+    if not parts:
+        raise CorpusError(f"the first source file in {source} alone is over {max_chars:,} characters")
+    return "".join(parts)
+
+
+def _is_kernel_source(rel: tuple[str, ...]) -> bool:
+    return len(rel) >= 2 and rel[0] == "kernel" and rel[-1].endswith((".c", ".h"))
+
+
+def _folder_sources(root: Path) -> dict[str, bytes]:
+    """{'kernel/...': bytes} for a source folder (its root, or its kernel/ folder itself)."""
+    if not (root / "kernel").is_dir() and root.name == "kernel":
+        root = root.parent
+    if not (root / "kernel").is_dir():
+        raise CorpusError(f"{root} has no kernel/ folder: give the top folder of a Linux source tree")
+    files = {}
+    for folder, dirs, names in os.walk(root / "kernel"):
+        for name in names:
+            path = Path(folder, name)
+            rel = path.relative_to(root).parts
+            if _is_kernel_source(rel) and path.is_file() and not path.is_symlink():
+                files["/".join(rel)] = path.read_bytes()
+    return files
+
+
+def _tar_sources(tarball: Path) -> dict[str, bytes]:
+    """{'kernel/...': bytes} for a tarball, read in one streaming pass."""
+    found: dict[tuple[str, ...], bytes] = {}
+    try:
+        with tarfile.open(tarball, mode="r|*") as tar:
+            for member in tar:
+                parts = tuple(p for p in member.name.split("/") if p not in ("", "."))
+                if member.isfile() and (_is_kernel_source(parts) or _is_kernel_source(parts[1:])):
+                    found[parts] = tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        raise CorpusError(f"could not read {tarball} as a source tarball (.tar.xz, .tar.gz, ...): "
+                          f"{type(e).__name__}: {e}") from None
+    # A tarball holds either kernel/... or one top folder (linux-6.1/kernel/...).
+    tops = {p[0] for p in found if _is_kernel_source(p[1:])}
+    if len(tops) == 1:
+        top = tops.pop()
+        return {"/".join(p[1:]): data for p, data in found.items() if p[0] == top and _is_kernel_source(p[1:])}
+    return {"/".join(p): data for p, data in found.items() if _is_kernel_source(p)}
+
+
+def _write_atomic(dest: Path, text: str) -> None:
+    """Write ``text`` as UTF-8 to ``dest`` via a temporary file beside it."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(text.encode("utf-8"))
+        os.replace(tmp_name, dest)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _is_url(s: str) -> bool:
+    return urllib.parse.urlsplit(s).scheme.lower() in ("http", "https", "ftp", "file")
+
+
+def fetch_corpus(name: str, dest_dir: str | os.PathLike | None = None, url: str | None = None,
+                 source: str | os.PathLike | None = None, *, verify: bool = True,
+                 progress: bool = True) -> Path:
+    """Download (or build from ``source``) a known corpus, verify it, write it; return its path.
+
+    ``name`` is ``"war_and_peace"`` or ``"linux_kernel"``. The text comes from
+    ``source`` (a local Gutenberg text; a Linux tarball or source folder) when
+    given, else from ``url``, else from ``$VURN_WAR_AND_PEACE_URL`` /
+    ``$VURN_LINUX_URL``, else from Project Gutenberg / kernel.org. It is written to
+    ``dest_dir`` (default: the user cache, :func:`lab.corpus.cache_dir`) as
+    ``war_and_peace.txt`` / ``linux_kernel.txt``, replacing any file there.
+
+    With ``verify=True`` a text whose sha256 differs from the verified copy raises
+    :class:`VerificationError` and nothing is written. With ``verify=False`` such a
+    text is kept as a custom corpus, ``<name>-unverified.txt``, so that
+    ``load_corpus(name)`` never finds it; load it with
+    ``Corpus.from_file(path, splits=...)``.
+
+    >>> fetch_corpus("war_and_peace")                                    # doctest: +SKIP
+    PosixPath('/home/me/.cache/vurn/war_and_peace.txt')
+    >>> fetch_corpus("linux_kernel", source="linux-6.1.tar.xz", verify=False)  # doctest: +SKIP
+    PosixPath('/home/me/.cache/vurn/linux_kernel-unverified.txt')
+    """
+    if name not in KNOWN:
+        raise CorpusError(f"unknown corpus {name!r}: fetch_corpus knows {', '.join(KNOWN)}; "
+                          "any other UTF-8 text file can be loaded with load_corpus(path)")
+    if url is not None and source is not None:
+        raise CorpusError("give either url= or source=, not both")
+    known = KNOWN[name]
+    dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir()
+    if source is not None and _is_url(str(source)):
+        url, source = str(source), None
+    if source is None and url is not None and not _is_url(url):
+        url, source = None, url  # a local path given as url
+    if source is None and url is None:
+        url = os.environ.get(URL_ENV[name]) or DEFAULT_URL[name]
+
+    if source is not None:
+        origin = str(source)
+        text = _build(name, Path(source))
+    else:
+        origin = url
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        # The raw download (a Gutenberg text, a ~130 MB tarball) is temporary.
+        fd, raw_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{name}.", suffix=".download")
+        os.close(fd)
+        raw = Path(raw_name)
+        try:
+            download(url, raw, progress=progress, desc=f"{name} ({urllib.parse.urlsplit(url).netloc})")
+            text = _build(name, raw)
+        finally:
+            raw.unlink(missing_ok=True)
+
+    digest = sha256_text(text)
+    dest = dest_dir / known.filename
+    if digest != known.sha256:
+        if verify:
+            raise VerificationError(
+                f"the {name} text built from {origin} is not the verified copy: sha256 {digest} "
+                f"({len(text):,} chars), expected {known.sha256} ({known.chars:,} chars); nothing was "
+                f"written. {_HINT[name]} To proceed, set VURN_DATA to a folder holding a verified "
+                f"{known.filename}, or call fetch_corpus({name!r}, ..., verify=False) to keep this text "
+                f"as a custom corpus ({dest_dir / (name + '-unverified.txt')}) and load it with "
+                f"Corpus.from_file(path, splits={known.splits})")
+        dest = dest_dir / f"{name}-unverified.txt"
+    _write_atomic(dest, text)
+    return dest
+
+
+_HINT = {
+    "war_and_peace": "(Project Gutenberg revises eBook #2600 from time to time; the verified copy is "
+                     "char-rnn's warpeace_input.txt, which also lacks the title, contents and "
+                     "BOOK/CHAPTER heading lines.)",
+    "linux_kernel": "(The verified copy was built from Debian's linux-source-6.1 tarball: "
+                    "apt-get install linux-source-6.1, then pass "
+                    "source='/usr/src/linux-source-6.1.tar.xz'; other 6.1.x releases differ.)",
+}
+
+
+def _build(name: str, source: Path) -> str:
+    """The corpus text of ``name`` from a local file or folder."""
+    if name == "linux_kernel":
+        return linux_text(source)
+    if not source.is_file():
+        raise CorpusError(f"{source} is not a file: give the Project Gutenberg plain-text "
+                          "eBook #2600 (pg2600.txt)")
+    text = strip_gutenberg(source.read_bytes())
+    if not text:
+        raise CorpusError(f"{source} is empty: give the Project Gutenberg plain-text eBook #2600")
+    return text
