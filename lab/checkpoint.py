@@ -49,7 +49,10 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -62,7 +65,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Write tensors and a JSON-able ``meta`` dict atomically to ``path``."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    header = {"format": FORMAT, "tensors_sha256": _digest(tensors), **meta}
+    header = {**meta, "format": FORMAT, "tensors_sha256": _digest(tensors)}  # never a stale digest
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"vurn": json.dumps(header)}))
 
 
