@@ -12,7 +12,7 @@ import json
 import sys
 from dataclasses import fields
 
-from lab.checkpoint import CheckpointError
+from lab.checkpoint import CheckpointError, check_corpus
 from lab.corpus import CorpusError
 from lab.train import TrainConfig, TrainingDiverged
 
@@ -45,9 +45,13 @@ def _add_train(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in fields(TrainConfig):
         typ = {"int | None": int, "float | None": float}.get(str(f.type), None) or type(f.default)
-        p.add_argument("--" + f.name.replace("_", "-"), type=typ, default=f.default, help=HELP[f.name])
+        # no argparse default: with --resume, an option left out is the run's own, not the default
+        p.add_argument("--" + f.name.replace("_", "-"), type=typ, default=argparse.SUPPRESS,
+                       help=f"{HELP[f.name]} (default: {f.default})")
     p.add_argument("--run-dir", required=True, help="folder for checkpoints and the metrics log")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir exactly where it stopped")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --run-dir exactly where it stopped, with its own options "
+                        "(only --epochs may change)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
     p.add_argument("--data", default=None, help="folder holding the corpora (default: $VURN_DATA, then the cache)")
     p.add_argument("--max-seconds", type=float, default=None,
@@ -69,7 +73,7 @@ def _add_sample(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("checkpoint", help="a shipped model name, a .safetensors file or a run folder")
     p.add_argument("-n", type=int, default=500, help="characters to sample")
-    p.add_argument("--prime", default="\n", help="text the model reads before sampling")
+    p.add_argument("--prime", default="\n", help="text the model reads before sampling (default: %(default)r)")
     p.add_argument("--temperature", type=float, default=1.0, help="<1 sharper, >1 more random")
     p.add_argument("--seed", type=int, default=None, help="random seed for a repeatable sample")
     p.add_argument("--device", default=None, help="cpu or cuda")
@@ -89,8 +93,15 @@ def main(argv=None) -> int:
 
 
 def _train(args) -> int:
+    from pathlib import Path
+
+    from lab.checkpoint import load_checkpoint
     from lab.train import train
-    cfg = TrainConfig.from_dict({f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    last = Path(args.run_dir) / "last.safetensors"
+    if args.resume and last.is_file():  # options left out are the run's; given ones must agree
+        given = {**load_checkpoint(last)[1]["train_config"], **given}
+    cfg = TrainConfig.from_dict(given)
     summary = train(cfg, args.run_dir, device=args.device, data_dir=args.data, resume=args.resume,
                     progress=not args.quiet, max_seconds=args.max_seconds)
     print(json.dumps(summary, indent=2))
@@ -104,8 +115,7 @@ def _eval(args) -> int:
     device = pick_device(args.device)
     model, meta = load_model(args.checkpoint, device)
     corpus = load_corpus(meta["train_config"]["corpus"], args.data)
-    if corpus.sha256 != meta["corpus_sha256"]:
-        raise CheckpointError(f"{args.checkpoint} was trained on another text than {corpus.name!r}")
+    check_corpus(meta, corpus, args.checkpoint)
     loss = evaluate(model, corpus.split_ids(args.split))
     print(json.dumps({"checkpoint": str(args.checkpoint), "split": args.split, "loss_nats_per_char": loss}))
     return 0

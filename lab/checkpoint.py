@@ -52,8 +52,8 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     umask = os.umask(0)
     os.umask(umask)
     try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # after write: mkstemp (and safetensors' own save) make 0600
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -84,13 +84,36 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
                               "Use another checkpoint, e.g. best.safetensors of the same run.") from None
     if raw is None:
         raise CheckpointError(f"{path} is a safetensors file but not a vurn checkpoint (no 'vurn' metadata)")
-    meta = json.loads(raw)
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} has damaged vurn metadata (not JSON: {e}): use another checkpoint") from None
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if fmt != FORMAT:
+        raise CheckpointError(f"{path} has format {fmt!r}, expected {FORMAT!r}")
     if _digest(tensors) != meta.get("tensors_sha256"):
         raise CheckpointError(f"{path} was altered after it was written (its weights do not match the "
                               "sha256 in its metadata): it cannot be trusted; use another checkpoint")
     return {k: v.to(device) for k, v in tensors.items()}, meta
+
+
+def check_corpus(meta: dict, corpus, source: str | os.PathLike = "the checkpoint") -> None:
+    """Refuse a corpus that a checkpoint was not trained on: another vocabulary or another text.
+
+    ``meta`` is a checkpoint's metadata, ``corpus`` a :class:`lab.corpus.Corpus`.
+    """
+    trained = f"{meta.get('corpus')!r} (sha256 {str(meta.get('corpus_sha256'))[:12]}...)"
+    given = f"{corpus.name!r} (sha256 {corpus.sha256[:12]}...)"
+    vocab = "".join(corpus.vocab)
+    if meta.get("vocab") != vocab:
+        differ = sorted(set(meta.get("vocab") or "") ^ set(vocab))
+        which = (f"characters in one but not the other: {', '.join(map(repr, differ[:10]))}"
+                 + (" ..." if len(differ) > 10 else "")) if differ else "same characters, another order"
+        raise CheckpointError(f"{source} was trained on corpus {trained}, whose vocabulary differs from that of "
+                              f"corpus {given} ({which}): use the corpus the model was trained on")
+    if meta.get("corpus_sha256") != corpus.sha256:
+        raise CheckpointError(f"{source} was trained on corpus {trained}, not on corpus {given}: the texts "
+                              "differ, so its splits and losses do not apply; use the corpus it was trained on")
 
 
 def code_commit() -> str:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lab.checkpoint import CheckpointError, code_commit, load_checkpoint, save_checkpoint
+from lab.checkpoint import CheckpointError, check_corpus, code_commit, load_checkpoint, save_checkpoint
 from lab.corpus import Corpus, load_corpus
 from lab.models import CharRNN, ModelConfig, detach_state, width_for
 
@@ -89,7 +89,15 @@ def pick_device(device: str | None = None) -> torch.device:
     if device:
         if str(device).startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} was asked for but torch sees no CUDA GPU; use --device cpu")
-        return torch.device(device)
+        try:
+            device = torch.device(device)
+        except RuntimeError as e:
+            raise ValueError(f"unknown device {device!r} ({e}): use cpu, cuda or cuda:N") from None
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r} was asked for but torch sees only "
+                             f"{torch.cuda.device_count()} CUDA GPU(s): use cuda:0 to "
+                             f"cuda:{torch.cuda.device_count() - 1}")
+        return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -210,6 +218,7 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.step = 0, 0, 0
         self.best_val, self.history, self.elapsed = math.inf, [], 0.0
         self.state = None
+        self.saved_at: tuple[int, int] | None = None    # (epoch, step) of last.safetensors
         if resume:
             self._restore(tensors, meta)
 
@@ -233,10 +242,18 @@ class Trainer:
         tensors.update(_state_tensors(self.state))
         tensors.update(_rng_tensors(self.device))
         save_checkpoint(self.run_dir / "last.safetensors", tensors, self._meta(kind="last"))
+        self.saved_at = (self.epoch, self.step)
+
+    def _kept(self) -> str:
+        """Where the last good checkpoint is, for the message of a diverged run."""
+        if self.saved_at is None:
+            return f"No checkpoint was written in {self.run_dir} before that"
+        epoch, step = self.saved_at
+        return (f"The last good checkpoint, {self.run_dir / 'last.safetensors'} (step {step}, "
+                f"{epoch} epochs done), is kept")
 
     def _restore(self, tensors, meta) -> None:
-        if meta["corpus_sha256"] != self.corpus.sha256:
-            raise CheckpointError(f"{self.run_dir} was trained on another text than {self.corpus.name!r}")
+        check_corpus(meta, self.corpus, self.run_dir / "last.safetensors")
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         self.model.to(self.device)
         opt = self.optimizer.state_dict()
@@ -258,10 +275,15 @@ class Trainer:
         self.epoch, self.step, self.step_in_epoch = meta["epoch"], meta["step"], meta["step_in_epoch"]
         self.best_val, self.history = meta["best_val_loss"], meta["history"]
         self.elapsed = meta["elapsed_s"]
-        self._truncate_log(self.step)
+        self.saved_at = (self.epoch, self.step)
+        self._truncate_log(self.step, epoch_done=self.step_in_epoch == 0)
 
-    def _truncate_log(self, step: int) -> None:
-        """Drop log lines written after the checkpoint we resume from (a killed run's tail)."""
+    def _truncate_log(self, step: int, epoch_done: bool = True) -> None:
+        """Drop log lines written after the checkpoint we resume from (a killed run's tail).
+
+        A checkpoint taken at an epoch's last step but before its validation
+        (``epoch_done`` False) also drops that step's validation line: it is redone.
+        """
         log = self.run_dir / "metrics.jsonl"
         if not log.exists():
             return
@@ -271,7 +293,8 @@ class Trainer:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut by the kill
-            if rec.get("step", 0) <= step:
+            at = rec.get("step", 0)
+            if at < step or (at == step and (epoch_done or "val_loss" not in rec)):
                 keep.append(line)
         from lab.checkpoint import atomic_write
         atomic_write(log, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in keep)))
@@ -297,8 +320,9 @@ class Trainer:
                 if not math.isfinite(v):
                     pending.clear()
                     raise TrainingDiverged(
-                        f"the training loss became {v} at epoch {epoch + 1}, step {step}. The last good "
-                        f"checkpoint is kept in {self.run_dir}. Try a lower --lr or --grad-clip.")
+                        f"the training loss became {v} at epoch {epoch + 1}, step {step}. {self._kept()}. "
+                        "Start a new run folder with a lower --lr or --grad-clip (resuming with the same "
+                        "options would diverge again).")
             self._log([{"step": s, "epoch": e + 1, "loss": round(v, 6)} for (e, s, _), v in zip(pending, values)])
             bar.set_postfix(loss=f"{values[-1]:.3f}", lr=f"{cfg.lr_at(self.epoch):.2e}")
             pending.clear()
@@ -339,8 +363,8 @@ class Trainer:
                                      "elapsed_s": round(self.elapsed, 1)})
                 self._log([{"step": self.step, "epoch": self.epoch, "val_loss": round(val, 6)}])
                 if not math.isfinite(val):
-                    raise TrainingDiverged(f"the validation loss became {val} after epoch {self.epoch}; "
-                                           f"the last good checkpoint is kept in {self.run_dir}")
+                    raise TrainingDiverged(f"the validation loss became {val} after epoch {self.epoch}. "
+                                           f"{self._kept()}.")
                 if val < self.best_val:
                     self.best_val = val
                     self._save_best(val)

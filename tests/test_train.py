@@ -1,0 +1,409 @@
+"""lab.train: exact resume (after a real SIGKILL and after crashes at awkward moments),
+divergence, refused folders and options, the learning-rate schedule, and the
+streamed evaluation.
+
+Small models run with one torch thread: on a busy two-core machine torch's thread
+pool makes them many times slower, and results must not depend on it anyway (both
+sides of every comparison run the same way).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import importlib
+from lab.__main__ import main
+from lab.checkpoint import CheckpointError, load_checkpoint
+from lab.corpus import Corpus
+from lab.models import CharRNN, ModelConfig
+from lab.train import TrainConfig, Trainer, TrainingDiverged, char_losses, evaluate, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = importlib.import_module("lab.train")  # `lab.train` itself is the train() function
+WORDS = ("the quick brown fox jumps over a lazy dog while rain falls ( softly ) on "
+         "\"quiet\" hills , and ; we count 1 2 3 .").split()
+
+
+def toy_text(n: int, seed: int = 0) -> str:
+    """Word salad with some structure (brackets, quotes, lines), exactly ``n`` characters."""
+    rng = random.Random(seed)
+    parts, size = [], 0
+    while size < n:
+        word = rng.choice(WORDS) + ("\n" if rng.random() < 0.1 else " ")
+        parts.append(word)
+        size += len(word)
+    return "".join(parts)[:n]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def small_cfg(**kw) -> TrainConfig:
+    base = dict(corpus="toy", kind="lstm", layers=2, width=16, dropout=0.2, epochs=2, batch=4, seq_len=10,
+                checkpoint_every=20, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+def toy_corpus(n: int = 3005, seed: int = 0) -> Corpus:
+    # 3005 chars: 2404 train chars, 4 streams of 601, 60 steps of 10 per epoch
+    return Corpus.from_text("toy", toy_text(n, seed))
+
+
+def metrics(run_dir) -> list[str]:
+    return (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+
+
+def run_env() -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env.pop("VURN_DATA", None)  # these runs use their own text
+    return env
+
+
+# -- exact resume -----------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_exact(tmp_path):
+    text = tmp_path / "toy.txt"
+    text.write_text(toy_text(40_000))   # 160 steps of 8 x 25 per epoch
+    args = [sys.executable, "-m", "lab", "train", "--corpus", str(text), "--kind", "lstm", "--layers", "2",
+            "--width", "24", "--dropout", "0.2", "--epochs", "3", "--batch", "8", "--seq-len", "25",
+            "--checkpoint-every", "5", "--quiet", "--device", "cpu"]
+    a, b = tmp_path / "A", tmp_path / "B"
+    done = subprocess.run(args + ["--run-dir", str(a)], env=run_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary_a = json.loads(done.stdout)
+    steps_per_epoch = load_checkpoint(a / "last.safetensors")[1]["step"] // 3
+
+    proc = subprocess.Popen(args + ["--run-dir", str(b)], env=run_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 300
+        # kill well inside epoch 2: after epoch 1's validation and 20 more steps are logged
+        while time.time() < deadline and proc.poll() is None:
+            lines = (b / "metrics.jsonl").read_text().splitlines() if (b / "metrics.jsonl").exists() else []
+            steps = [json.loads(x)["step"] for x in lines[:-1]]  # the last line may be half written
+            if (b / "last.safetensors").exists() and steps and steps[-1] >= steps_per_epoch + 20:
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before it could be killed: make it longer"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (b / "summary.json").exists()
+    _, meta = load_checkpoint(b / "last.safetensors")
+    assert meta["epoch"] == 1 and 0 < meta["step_in_epoch"] < steps_per_epoch, meta["step"]
+    assert (b / "best.safetensors").exists()
+
+    done = subprocess.run(args + ["--run-dir", str(b), "--resume"], env=run_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary_b = json.loads(done.stdout)
+    assert metrics(b) == metrics(a)
+    assert summary_b["test_loss"] == summary_a["test_loss"]
+    assert summary_b["val_loss"] == summary_a["val_loss"] and summary_b["best_epoch"] == summary_a["best_epoch"]
+    ta, _ = load_checkpoint(a / "best.safetensors")
+    tb, _ = load_checkpoint(b / "best.safetensors")
+    assert all(torch.equal(ta[k], tb[k]) for k in ta) and set(ta) == set(tb)
+    assert [p.name for p in b.iterdir() if p.name.endswith(".tmp")] == []
+
+
+class Crash(Exception):
+    pass
+
+
+# 60 steps per epoch, checkpoints every 20: the one at step 60 is taken mid-epoch, at its last step,
+# before the validation; each case crashes at a moment where a naive resume would log twice or skip
+@pytest.mark.parametrize("method,call", [
+    ("_save_best", 1),   # epoch 1 validated and logged, nothing saved since the step-60 checkpoint
+    ("_save_last", 4),   # epoch 1's best saved, its last not yet
+    ("_save_last", 5),   # inside epoch 2, at its first mid-epoch checkpoint
+    ("_log", 3),         # a metrics write
+    ("finish", 1),       # all epochs done, before the test score
+])
+def test_resume_after_a_crash_is_exact(tmp_path, monkeypatch, method, call):
+    corpus = toy_corpus()
+    cfg = small_cfg()
+    reference = train(cfg, tmp_path / "ref", corpus=corpus, device="cpu", progress=False)
+
+    original = getattr(Trainer, method)
+    calls = {"n": 0}
+
+    def crashing(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise Crash(f"{method} call {call}")
+        return original(self, *a, **k)
+    monkeypatch.setattr(Trainer, method, crashing)
+    trainer = Trainer(cfg, tmp_path / "run", corpus=corpus, device="cpu", progress=False)
+    assert trainer.steps_per_epoch == 60
+    with pytest.raises(Crash):
+        trainer.run()
+    summary = train(cfg, tmp_path / "run", corpus=corpus, device="cpu", progress=False, resume=True)
+    assert metrics(tmp_path / "run") == metrics(tmp_path / "ref")
+    assert summary["test_loss"] == reference["test_loss"]
+
+
+def test_resume_with_only_the_run_folder_continues_for_more_epochs(tmp_path, capsys):
+    text = tmp_path / "toy.txt"
+    text.write_text(toy_text(3005))
+    opts = ["--corpus", str(text), "--layers", "2", "--width", "16", "--dropout", "0.2", "--batch", "4",
+            "--seq-len", "10", "--quiet", "--device", "cpu"]
+    assert main(["train", *opts, "--epochs", "2", "--run-dir", str(tmp_path / "two")]) == 0
+    assert main(["train", *opts, "--epochs", "1", "--run-dir", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+    # the documented form: every option comes from the run itself, only --epochs changes
+    assert main(["train", "--run-dir", str(tmp_path / "one"), "--resume", "--epochs", "2", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["epochs"] == 2
+    assert metrics(tmp_path / "one") == metrics(tmp_path / "two")
+
+
+def test_resume_refuses_a_changed_corpus_file(tmp_path, capsys):
+    text = tmp_path / "toy.txt"
+    text.write_text(toy_text(3005))
+    opts = ["--corpus", str(text), "--width", "8", "--batch", "4", "--seq-len", "10", "--epochs", "1",
+            "--quiet", "--device", "cpu", "--run-dir", str(tmp_path / "r")]
+    assert main(["train", *opts]) == 0
+    text.write_text(toy_text(3005, seed=1))
+    capsys.readouterr()
+    assert main(["train", *opts, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "was trained on corpus 'toy'" in err and "not on corpus 'toy'" in err
+    assert err.count("sha256") == 2
+
+
+# -- divergence -------------------------------------------------------------------------------
+
+def nan_after(monkeypatch, good_steps: int) -> None:
+    real = TRAIN.train_step
+    calls = {"n": 0}
+
+    def step(*a, **k):
+        loss, state = real(*a, **k)
+        calls["n"] += 1
+        return (torch.tensor(float("nan")) if calls["n"] > good_steps else loss), state
+    monkeypatch.setattr(TRAIN, "train_step", step)
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    nan_after(monkeypatch, 12)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged) as err:
+        train(small_cfg(checkpoint_every=5), run, corpus=toy_corpus(), device="cpu", progress=False)
+    msg = str(err.value)
+    assert "loss became nan at epoch 1, step 13" in msg
+    assert f"{run / 'last.safetensors'} (step 10," in msg
+    tensors, meta = load_checkpoint(run / "last.safetensors")
+    assert meta["step"] == 10 < 13
+    assert all(torch.isfinite(t).all() for k, t in tensors.items() if k.startswith("model."))
+    logged = [json.loads(x) for x in metrics(run)]
+    assert max(r["step"] for r in logged) == 10 and all(math.isfinite(r["loss"]) for r in logged)
+
+
+def test_nan_loss_before_any_checkpoint_says_so(tmp_path, monkeypatch):
+    nan_after(monkeypatch, 2)
+    with pytest.raises(TrainingDiverged, match=r"step 3\. No checkpoint was written in .* before that"):
+        train(small_cfg(checkpoint_every=0), tmp_path / "run", corpus=toy_corpus(), device="cpu", progress=False)
+    assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_diverged_run_is_a_clean_cli_error(tmp_path, monkeypatch, capsys):
+    nan_after(monkeypatch, 4)
+    text = tmp_path / "toy.txt"
+    text.write_text(toy_text(3005))
+    rc = main(["train", "--corpus", str(text), "--width", "8", "--batch", "4", "--seq-len", "10",
+               "--checkpoint-every", "3", "--quiet", "--device", "cpu", "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("vurn train: error: the training loss became nan") and "step 5" in err
+
+
+# -- refused folders and options ------------------------------------------------------------------
+
+@pytest.fixture
+def finished_run(tmp_path, capsys):
+    text = tmp_path / "toy.txt"
+    text.write_text(toy_text(3005))
+    opts = ["--corpus", str(text), "--layers", "2", "--width", "8", "--batch", "4", "--seq-len", "10",
+            "--epochs", "1", "--quiet", "--device", "cpu"]
+    assert main(["train", *opts, "--run-dir", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    return opts, tmp_path / "run"
+
+
+def cli_error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_second_train_into_a_run_folder_is_refused(finished_run, capsys):
+    opts, run = finished_run
+    before = metrics(run)
+    err = cli_error(capsys, ["train", *opts, "--run-dir", str(run)])
+    assert f"{run} already holds a run: pass resume=True (--resume)" in err
+    assert metrics(run) == before
+
+
+def test_resume_with_other_options_is_refused(finished_run, capsys):
+    opts, run = finished_run
+    err = cli_error(capsys, ["train", *opts, "--layers", "1", "--seq-len", "20", "--run-dir", str(run), "--resume"])
+    assert "cannot resume" in err and "different options ['layers', 'seq_len']" in err
+
+
+@pytest.mark.parametrize("make", [True, False])
+def test_resume_of_an_empty_folder_is_refused(tmp_path, capsys, make):
+    run = tmp_path / "empty"
+    if make:
+        run.mkdir()
+    err = cli_error(capsys, ["train", "--run-dir", str(run), "--resume", "--device", "cpu"])
+    assert f"nothing to resume in {run} (no last.safetensors)" in err
+
+
+def test_too_short_text_is_a_clear_error(tmp_path):
+    corpus = Corpus.from_text("tiny", toy_text(500))
+    with pytest.raises(ValueError, match=r"training text \(400 chars\) is too short for batch 4 x sequence 100"):
+        Trainer(small_cfg(seq_len=100), tmp_path / "r", corpus=corpus, device="cpu", progress=False)
+
+
+# -- configuration and the learning-rate schedule ------------------------------------------------
+
+def test_lr_schedule_is_the_papers():
+    cfg = TrainConfig()
+    assert (cfg.lr, cfg.lr_decay, cfg.decay_after) == (2e-3, 0.95, 10)
+    for epoch in range(10):
+        assert cfg.lr_at(epoch) == 2e-3
+    for epoch in range(10, 50):
+        assert cfg.lr_at(epoch) == pytest.approx(2e-3 * 0.95 ** (epoch - 9), rel=1e-12)
+    assert cfg.lr_at(10) == pytest.approx(1.9e-3) and cfg.lr_at(11) == pytest.approx(1.805e-3)
+
+
+def test_the_optimizer_follows_the_schedule(tmp_path, monkeypatch):
+    seen: dict[int, set] = {}
+    real = TRAIN.train_step
+
+    def step(model, optimizer, *a, **k):
+        seen.setdefault(len(seen_epochs), set()).add(optimizer.param_groups[0]["lr"])
+        return real(model, optimizer, *a, **k)
+    seen_epochs: list = []
+    real_eval = TRAIN.evaluate
+
+    def evaluate_and_count(*a, **k):
+        seen_epochs.append(1)
+        return real_eval(*a, **k)
+    monkeypatch.setattr(TRAIN, "train_step", step)
+    monkeypatch.setattr(TRAIN, "evaluate", evaluate_and_count)
+    cfg = small_cfg(layers=1, width=8, epochs=4, lr=1e-2, lr_decay=0.5, decay_after=2, checkpoint_every=0)
+    train(cfg, tmp_path / "r", corpus=toy_corpus(), device="cpu", progress=False)
+    assert seen == {0: {1e-2}, 1: {1e-2}, 2: {5e-3}, 3: {2.5e-3}}
+
+
+def test_train_config_from_dict_names_unknown_keys():
+    with pytest.raises(ValueError, match=r"unknown training options \['learning_rate'\]; known: corpus, kind"):
+        TrainConfig.from_dict({"kind": "gru", "learning_rate": 0.1})
+    cfg = TrainConfig.from_dict({"kind": "gru", "layers": 3})
+    assert (cfg.kind, cfg.layers, cfg.lr) == ("gru", 3, 2e-3)
+    assert TrainConfig.from_dict({f.name: getattr(cfg, f.name) for f in fields(cfg)}) == cfg
+
+
+def test_train_config_width_comes_from_the_row():
+    assert TrainConfig(kind="lstm", layers=2, row=512).model_config(82).width == 307
+    assert TrainConfig(kind="gru", layers=1, row=64, width=33).model_config(82).width == 33
+    with pytest.raises(ValueError, match="unknown model kind 'cnn'"):
+        TrainConfig(kind="cnn").model_config(82)
+
+
+# -- streamed evaluation --------------------------------------------------------------------------
+
+def random_model(vocab: int, seed: int = 0) -> CharRNN:
+    torch.manual_seed(seed)
+    model = CharRNN(ModelConfig("lstm", 2, 24, vocab)).eval()
+    model.init_uniform(0.3)
+    return model
+
+
+def full_sequence_losses(model, ids) -> torch.Tensor:
+    with torch.no_grad():
+        logits, _ = model(ids[None, :-1])
+    return F.cross_entropy(logits[0], ids[1:], reduction="none")
+
+
+def test_one_stream_is_the_full_sequence_computation():
+    corpus = Corpus.from_text("toy", toy_text(2501))
+    ids = corpus.split_ids("train")
+    model = random_model(len(corpus.vocab))
+    want = full_sequence_losses(model, ids)
+    for window in (1000, 7, 10_000):
+        got = char_losses(model, ids, streams=1, window=window)
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert evaluate(model, ids, streams=1) == pytest.approx(want.mean().item(), abs=1e-6)
+    assert not model.training
+
+
+def test_every_character_is_scored_exactly_once_by_many_streams():
+    corpus = Corpus.from_text("toy", toy_text(3001))
+    ids = corpus.encode(corpus.text)
+    model = random_model(len(corpus.vocab))
+    for streams, burn_in in [(7, 0), (100, 10), (3, 50), (1000, 1)]:
+        got = char_losses(model, ids, streams=streams, burn_in=burn_in)
+        assert got.shape == (3000,)
+        assert (got > 0).all(), f"{int((got == 0).sum())} characters left unscored ({streams}, {burn_in})"
+
+
+def test_model_mode_is_restored():
+    model = random_model(5).train()
+    char_losses(model, torch.tensor([0, 1, 2, 3, 4] * 20))
+    assert model.training
+
+
+def test_streams_with_burn_in_agree_with_one_continuous_stream():
+    """A trained model has long memory, so a stream needs its burn-in to catch up."""
+    from lab.pretrained import load_model
+    from lab.sample import sample
+
+    model, meta = load_model("war_and_peace_lstm")
+    vocab = meta["vocab"]
+    text = "\"Well, Prince, so Genoa and Lucca are now just family estates.\" "
+    text += sample(model, vocab, 2400, prime=text, temperature=0.8, seed=0)
+    ids = torch.tensor([vocab.index(ch) for ch in text])
+    one = char_losses(model, ids, streams=1)
+    torch.testing.assert_close(one, full_sequence_losses(model, ids), atol=1e-5, rtol=0)
+
+    warm = char_losses(model, ids, streams=5, burn_in=200)
+    assert warm.shape == one.shape
+    assert abs(warm.mean() - one.mean()) < 1e-3
+    assert (warm - one).abs().max() < 0.2
+    cold = char_losses(model, ids, streams=5, burn_in=0)   # each stream starts from a zero state
+    assert abs(cold.mean() - one.mean()) > 10 * abs(warm.mean() - one.mean())
+    assert (cold - one).abs().max() > 0.5
+
+
+def test_doctests():
+    import doctest
+
+    import lab.sample
+    for module in (TRAIN, lab.sample):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
