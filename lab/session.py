@@ -1,0 +1,222 @@
+"""The model session: a trained model, its corpus and a device, ready to be taken apart.
+
+    >>> from lab import Session
+    >>> s = Session.load("war_and_peace_lstm")                        # doctest: +SKIP
+    >>> tr = s.trace('He said, "Yes." Then he left.')                  # doctest: +SKIP
+    >>> tr["layers.1.cell"].shape                                      # doctest: +SKIP
+    (29, 307)
+    >>> s.predict("Prince Andre")[:2]                                  # doctest: +SKIP
+    [('w', 0.98...), ('y', 0.01...)]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lab.checkpoint import CheckpointError
+from lab.corpus import KNOWN, Corpus, CorpusError, load_corpus
+from lab.pretrained import load_model, resolve
+from lab.sample import sample as _sample
+from lab.trace import Trace, compute_trace
+from lab.train import pick_device
+
+
+@dataclass(frozen=True)
+class InterventionResult:
+    """What changed when units were edited: per-character loss and a sample, before and after."""
+
+    text: str
+    loss_before: np.ndarray      # (T,) nats; NaN at the last character
+    loss_after: np.ndarray
+    sample_before: str
+    sample_after: str
+
+    @property
+    def loss_change(self) -> np.ndarray:
+        """after - before, per character (positive: the edit hurt)."""
+        return self.loss_after - self.loss_before
+
+    def __repr__(self) -> str:
+        change = np.nanmean(self.loss_change)
+        return f"InterventionResult(mean loss change {change:+.4f} nats/char over {len(self.text)} chars)"
+
+
+class Session:
+    """A model on a device (CUDA when present, else CPU) with its vocabulary and corpus."""
+
+    def __init__(self, model, meta: dict, device=None, corpus: Corpus | None = None, name: str = ""):
+        self.device = pick_device(device)
+        self.model = model.to(self.device).eval()
+        self.meta = meta
+        self.vocab = tuple(meta["vocab"])
+        self.name = name
+        self._index = {ch: i for i, ch in enumerate(self.vocab)}
+        if corpus is not None:
+            self._check_corpus(corpus)
+        self._corpus = corpus
+        self._burn_in = 512  # grows to what this model's memory needs (see trace)
+
+    @classmethod
+    def load(cls, name_or_path: str = "war_and_peace_lstm", device=None, corpus: Corpus | None = None) -> "Session":
+        """A shipped model by name (``war_and_peace_lstm``, ``linux_kernel_lstm``) or any checkpoint path."""
+        model, meta = load_model(name_or_path)
+        return cls(model, meta, device=device, corpus=corpus, name=resolve(name_or_path).stem)
+
+    def __repr__(self) -> str:
+        c = self.model.cfg
+        return (f"Session({self.name or 'model'}: {c.kind.upper()} {c.layers}x{c.width}, "
+                f"corpus {self.meta.get('corpus')}, device {self.device})")
+
+    # -- corpus and text ------------------------------------------------------------------
+    def _check_corpus(self, corpus: Corpus) -> None:
+        if tuple(corpus.vocab) != self.vocab or corpus.sha256 != self.meta.get("corpus_sha256"):
+            raise CheckpointError(
+                f"this model was trained on {self.meta.get('corpus')!r} (sha256 "
+                f"{str(self.meta.get('corpus_sha256'))[:12]}...), not on corpus {corpus.name!r} "
+                f"(sha256 {corpus.sha256[:12]}...): load the matching corpus or another model")
+
+    @property
+    def corpus(self) -> Corpus:
+        """The training corpus (found through ``$VURN_DATA`` or the cache on first use)."""
+        if self._corpus is None:
+            name = self.meta.get("corpus")
+            if name not in KNOWN:
+                raise CorpusError(f"this model's corpus {name!r} is not a known corpus: pass "
+                                  "corpus=Corpus.from_file(...) to Session.load")
+            corpus = load_corpus(name)
+            self._check_corpus(corpus)
+            self._corpus = corpus
+        return self._corpus
+
+    def encode(self, text: str) -> torch.Tensor:
+        """Text to ids in this model's vocabulary; unknown characters are named in the error."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if not text:
+            raise ValueError("the text is empty: give at least one character")
+        unknown = sorted(set(text) - set(self._index))
+        if unknown:
+            shown = ", ".join(repr(ch) for ch in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            raise CorpusError(f"{len(unknown)} character(s) are not in this model's vocabulary: {shown}. "
+                              "Remove or replace them.")
+        return torch.tensor([self._index[ch] for ch in text], dtype=torch.long)
+
+    def split_text(self, split: str, start: int = 0, length: int | None = None) -> str:
+        """A slice of a split of the corpus: ``split_text("test", 0, 5000)``."""
+        text = self.corpus.split(split)
+        if not 0 <= start < len(text):
+            raise IndexError(f"start {start} is outside the {split} split (0..{len(text) - 1})")
+        return text[start:start + length if length is not None else None]
+
+    # -- tracing --------------------------------------------------------------------------
+    def trace(self, text: str | None = None, *, split: str | None = None, start: int = 0,
+              length: int | None = None, dtype=torch.float16, top_k: int = 5, **kw) -> Trace:
+        """Every internal of the model over ``text`` or over a slice of a corpus split.
+
+        Keyword arguments go to :func:`lab.trace.compute_trace` (``streams``, ``burn_in``,
+        ``tol``, ``method``, ``max_rows``).
+        """
+        next_id = None
+        if split is not None:
+            if text is not None:
+                raise ValueError("give either text or split, not both")
+            full = self.corpus.split(split)
+            text = self.split_text(split, start, length)
+            end = start + len(text)
+            next_id = self._index[full[end]] if end < len(full) else None
+        if text is None:
+            raise ValueError("give a text to trace, or split='test' (with start and length)")
+        ids = self.encode(text)
+        kw.setdefault("burn_in", self._burn_in)
+        tr = compute_trace(self.model, ids, text=text, vocab=self.vocab, dtype=dtype, top_k=top_k,
+                           next_id=next_id, **kw)
+        if tr.info["burn_in"] > self._burn_in:  # remember what this model needs: later traces start there
+            self._burn_in = tr.info["burn_in"]
+        tr.info.update(model=self.name, split=split, start=start if split else None)
+        return tr
+
+    @torch.no_grad()
+    def predict(self, text: str, top_k: int = 5) -> list[tuple[str, float]]:
+        """The ``top_k`` most likely characters after ``text``, with their probabilities."""
+        logits, _ = self.model(self.encode(text)[None].to(self.device))
+        probs = torch.softmax(logits[0, -1].float(), -1).cpu()
+        top = probs.topk(min(top_k, len(self.vocab)))
+        return [(self.vocab[i], float(p)) for p, i in zip(top.values, top.indices)]
+
+    def sample(self, n: int = 200, prime: str = "\n", temperature: float = 1.0, seed: int | None = None) -> str:
+        """``n`` characters sampled after ``prime``."""
+        self.encode(prime)
+        return _sample(self.model, self.vocab, n, prime, temperature, seed)
+
+    # -- interventions --------------------------------------------------------------------
+    def _editor(self, units, what: str, mode: str, value: float, from_step: int):
+        cfg = self.model.cfg
+        if what not in ("cell", "hidden"):
+            raise ValueError(f"what must be 'cell' or 'hidden', got {what!r}")
+        if what == "cell" and cfg.kind != "lstm":
+            raise ValueError(f"a {cfg.kind.upper()} has no cell state: use what='hidden'")
+        if mode not in ("clamp", "zero", "scale"):
+            raise ValueError(f"mode must be clamp, zero or scale, got {mode!r}")
+        by_layer: dict[int, list[int]] = {}
+        for layer, unit in units:
+            if not 0 <= layer < cfg.layers:
+                raise IndexError(f"layer {layer} does not exist: this model has layers 0..{cfg.layers - 1}")
+            if not 0 <= unit < cfg.width:
+                raise IndexError(f"unit {unit} does not exist: layers have units 0..{cfg.width - 1}")
+            by_layer.setdefault(layer, []).append(unit)
+
+        def edit(layer, t, kind, values):
+            if t < from_step or kind != what or layer not in by_layer:
+                return values
+            idx = by_layer[layer]
+            values = values.clone()
+            if mode == "scale":
+                values[:, idx] *= value
+            else:
+                values[:, idx] = value if mode == "clamp" else 0.0
+            return values
+        return edit
+
+    def intervene(self, text: str, units: list[tuple[int, int]], *, what: str = "cell", mode: str = "clamp",
+                  value: float = 0.0, from_step: int = 0, sample_n: int = 200, seed: int = 0,
+                  temperature: float = 1.0) -> InterventionResult:
+        """Clamp, zero or scale ``units`` ((layer, unit) pairs) from ``from_step`` on, and compare.
+
+        Returns the per-character loss on ``text`` and a sample continuing ``text``,
+        with and without the edit (same seed).
+        """
+        edit = self._editor(units, what, mode, value, from_step)
+        ids = self.encode(text)
+        before = compute_trace(self.model, ids, dtype=torch.float32, method="loop", streams=1)
+        after = compute_trace(self.model, ids, dtype=torch.float32, method="loop", edit=edit)
+        return InterventionResult(
+            text, before["loss"], after["loss"],
+            self._sample_with(ids, None, sample_n, seed, temperature),
+            self._sample_with(ids, edit, sample_n, seed, temperature))
+
+    @torch.no_grad()
+    def _sample_with(self, ids, edit, n, seed, temperature) -> str:
+        from lab.trace import _run_rows
+        gen = torch.Generator().manual_seed(seed)
+        x = ids[None].to(self.device)
+        per_layer, logits = _run_rows(self.model, x, "loop", edit)
+        state = self._state_of(per_layer)
+        out, t = [], ids.numel()
+        for _ in range(n):
+            probs = torch.softmax(logits[0, -1].float().cpu() / temperature, -1)
+            nxt = int(torch.multinomial(probs, 1, generator=gen))
+            out.append(self.vocab[nxt])
+            shifted = None if edit is None else (lambda layer, step, kind, v, t=t: edit(layer, step + t, kind, v))
+            per_layer, logits = _run_rows(self.model, torch.tensor([[nxt]], device=self.device), "loop",
+                                          shifted, state)
+            state = self._state_of(per_layer)
+            t += 1
+        return "".join(out)
+
+    def _state_of(self, per_layer):
+        h = torch.stack([o["hidden"][:, -1] for o in per_layer])
+        if self.model.cfg.kind == "lstm":
+            return h, torch.stack([o["cell"][:, -1] for o in per_layer])
+        return h

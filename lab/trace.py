@@ -1,0 +1,351 @@
+"""Traces: every hidden state, cell state and gate of a model over a text, fast and exact.
+
+A :class:`Trace` is a read-only mapping from readable names to arrays. With T the
+number of characters, H the model's width, V the vocabulary size and K the top-k:
+
+=============================  ==========  ==============================================
+key                            shape       what
+=============================  ==========  ==============================================
+``layers.{l}.hidden``          (T, H)      h(t) of layer l after reading character t
+``layers.{l}.cell``            (T, H)      c(t), LSTM only
+``layers.{l}.gates.{name}``    (T, H)      LSTM input, forget, output, candidate;
+                                           GRU reset, update, candidate (RNN: none)
+``logits``                     (T, V)      scores for character t + 1
+``prob``, ``loss``             (T,)        probability / -log of the actual next
+                                           character (NaN at the last position)
+``topk.ids``, ``topk.probs``   (T, K)      the K most likely next characters
+=============================  ==========  ==============================================
+
+Arrays are stored float16 by default (``dtype=torch.float32`` for exact work) on the
+device that computed them and become NumPy arrays, layer by layer, when first read.
+
+How it is fast: the text is cut into parallel streams. Each starts ``burn_in``
+characters before the part it owns, so its state has forgotten the zero start by
+then; the deviation from its neighbour at every seam is measured, and when it passes
+``tol`` the burn-in doubles (in the end: one single stream, exact by construction).
+On CUDA each layer's hidden states come from the fused kernel and all gates from one
+batched product, the cell state from a scan; on the CPU one batched step loop over all
+streams computes everything at once.
+
+    >>> import torch
+    >>> from lab.models import CharRNN, ModelConfig
+    >>> model = CharRNN(ModelConfig("lstm", 2, 16, 4)).eval()
+    >>> tr = compute_trace(model, torch.randint(0, 4, (500,)), vocab="abc\\n", dtype=torch.float32)
+    >>> tr["layers.1.gates.forget"].shape, tr.seam_deviation < 1e-4
+    ((500, 16), True)
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lab.reference import GATE_NAMES
+
+
+class Trace(Mapping):
+    """Arrays keyed by readable names (see the module docstring for the shapes)."""
+
+    def __init__(self, arrays: dict[str, torch.Tensor], *, text: str, ids: torch.Tensor, vocab,
+                 kind: str, layers: int, width: int, info: dict):
+        self._arrays = arrays
+        self._numpy: dict[str, np.ndarray] = {}
+        self.text, self.ids, self.vocab = text, ids, tuple(vocab)
+        self.kind, self.n_layers, self.width = kind, layers, width
+        self.info = info  # streams, burn_in, seam deviation, method, device, final state
+
+    @property
+    def seam_deviation(self) -> float:
+        """Largest |difference| of hidden or cell state seen at a seam between streams."""
+        return self.info["seam_deviation"]
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._arrays:
+            raise KeyError(f"no {key!r} in this trace of a {self.n_layers}-layer {self.kind.upper()}; "
+                           f"keys: {', '.join(self._arrays)}")
+        if key not in self._numpy:
+            self._numpy[key] = self._arrays[key].cpu().numpy()
+        return self._numpy[key]
+
+    def __iter__(self):
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def __repr__(self) -> str:
+        return (f"Trace({self.kind.upper()} {self.n_layers}x{self.width}, {len(self.text):,} chars, "
+                f"{len(self)} arrays, seam deviation {self.seam_deviation:.1e})")
+
+    def unit(self, layer: int, unit: int, what: str = "cell") -> np.ndarray:
+        """One unit's values over the text: ``what`` is cell, hidden or a gate name.
+
+        ``cell`` gives tanh(c), the paper's colouring; ``cell_raw`` gives c itself.
+        """
+        if not 0 <= layer < self.n_layers:
+            raise IndexError(f"layer {layer} does not exist: this model has layers 0..{self.n_layers - 1}")
+        if not 0 <= unit < self.width:
+            raise IndexError(f"unit {unit} does not exist: layers have units 0..{self.width - 1}")
+        raw = what == "cell_raw"
+        name = {"cell": "cell", "cell_raw": "cell", "hidden": "hidden"}.get(what, f"gates.{what}")
+        values = self[f"layers.{layer}.{name}"][:, unit].astype(np.float32)
+        return np.tanh(values) if name == "cell" and not raw else values
+
+
+def _layer_weights(rnn: nn.Module, layer: int):
+    return [getattr(rnn, f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+
+def _gates(kind: str, xp: torch.Tensor, hp: torch.Tensor, h_prev: torch.Tensor):
+    """Gate values and the new hidden state from input and recurrent projections."""
+    if kind == "lstm":
+        pi, pf, pg, po = (xp + hp).chunk(4, dim=-1)
+        return {"input": torch.sigmoid(pi), "forget": torch.sigmoid(pf), "candidate": torch.tanh(pg),
+                "output": torch.sigmoid(po)}, None
+    if kind == "gru":
+        xr, xz, xn = xp.chunk(3, dim=-1)
+        hr, hz, hn = hp.chunk(3, dim=-1)
+        reset, update = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+        candidate = torch.tanh(xn + reset * hn)
+        return {"reset": reset, "update": update, "candidate": candidate}, (1 - update) * candidate + update * h_prev
+    return {}, torch.tanh(xp + hp)
+
+
+def _loop_layer(kind, xp, w_hh, b_hh, h, c, edit=None, layer=0, offset=0):
+    """The batched step loop: every stream advances one character per iteration.
+
+    ``xp`` (S, W, G*H) holds the input projections; returns hidden, cell, gates (S, W, H).
+    ``edit(layer, t, "cell" | "hidden", values) -> values`` may change the state at step t.
+    """
+    S, W, _ = xp.shape
+    out = {"hidden": torch.empty(S, W, h.shape[-1], device=xp.device)}
+    names = GATE_NAMES[kind] + (("cell",) if kind == "lstm" else ())
+    out.update({n: torch.empty_like(out["hidden"]) for n in names})
+    w_t = w_hh.T.contiguous()
+    for t in range(W):
+        hp = torch.addmm(b_hh, h, w_t)                                   # (S, G*H)
+        gates, h_new = _gates(kind, xp[:, t], hp, h)
+        if kind == "lstm":
+            c = gates["forget"] * c + gates["input"] * gates["candidate"]
+            if edit is not None:  # an edited cell also changes this step's h
+                c = edit(layer, offset + t, "cell", c)
+            h_new = gates["output"] * torch.tanh(c)
+        h = h_new if edit is None else edit(layer, offset + t, "hidden", h_new)
+        out["hidden"][:, t] = h
+        if kind == "lstm":
+            out["cell"][:, t] = c
+        for n, v in gates.items():
+            out[n][:, t] = v
+    return out
+
+
+def _fused_layer(kind, xin, weights, h0, c0, window=8192):
+    """Fused kernel for the hidden states, then all gates in one batched product, cell by scan."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    S, W, _ = xin.shape
+    H = w_hh.shape[1]
+    cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind]
+    mod = cls(w_ih.shape[1], H, 1, batch_first=True).to(xin.device)
+    with torch.no_grad():
+        for name, w in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), weights):
+            getattr(mod, name).copy_(w)
+    hs, state = [], ((h0[None], c0[None]) if kind == "lstm" else h0[None])
+    for a in range(0, W, window):  # cuDNN refuses very long sequences: windows, state carried
+        h_part, state = mod(xin[:, a:a + window], state)
+        hs.append(h_part)
+    hidden = torch.cat(hs, 1)                                             # (S, W, H)
+    h_prev = torch.cat([h0[:, None], hidden[:, :-1]], 1)
+    xp = (xin.reshape(S * W, -1) @ w_ih.T + b_ih).view(S, W, -1)
+    hp = (h_prev.reshape(S * W, H) @ w_hh.T + b_hh).view(S, W, -1)
+    gates, _ = _gates(kind, xp, hp, h_prev)
+    out = {"hidden": hidden, **gates}
+    if kind == "lstm":
+        cell = torch.empty_like(hidden)
+        c, f, ig = c0, gates["forget"], gates["input"] * gates["candidate"]
+        for t in range(W):
+            c = torch.addcmul(ig[:, t], f[:, t], c)
+            cell[:, t] = c
+        out["cell"] = cell
+    return out
+
+
+def _run_rows(model, rows: torch.Tensor, method: str, edit=None, state=None):
+    """All internals of every layer for a batch of rows (S, W) of character ids."""
+    kind, H, L = model.cfg.kind, model.cfg.width, model.cfg.layers
+    S, W = rows.shape
+    if state is None:
+        state = model.initial_state(S, rows.device)
+    h0, c0 = state if kind == "lstm" else (state, torch.zeros_like(state))
+    per_layer, x = [], None
+    for layer in range(L):
+        w_ih, w_hh, b_ih, b_hh = _layer_weights(model.rnn, layer)
+        if method == "fused" and edit is None:
+            xin = F.one_hot(rows, model.cfg.vocab_size).float() if layer == 0 else x
+            out = _fused_layer(kind, xin, (w_ih, w_hh, b_ih, b_hh), h0[layer], c0[layer])
+        else:
+            # layer 0's one-hot product is a column lookup: exact and V times cheaper
+            xp = (w_ih.T[rows] + b_ih) if layer == 0 else (x.reshape(S * W, H) @ w_ih.T + b_ih).view(S, W, -1)
+            out = _loop_layer(kind, xp, w_hh, b_hh, h0[layer], c0[layer], edit, layer)
+        per_layer.append(out)
+        x = out["hidden"]
+    logits = model.head(x)                                                # (S, W, V)
+    return per_layer, logits
+
+
+@torch.no_grad()
+def compute_trace(model, ids: torch.Tensor, **kw) -> Trace:
+    """Trace ``model`` over ``ids``; see :func:`_compute_trace` for the options."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False  # TF32 would cost the float32 exactness traces promise
+    try:
+        return _compute_trace(model, ids, **kw)
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+
+
+def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=None, dtype=torch.float16,
+                  streams: int | None = None, burn_in: int = 512, tol: float = 1e-4, top_k: int = 5,
+                  method: str | None = None, max_rows: int | None = None, edit=None,
+                  next_id: int | None = None, memory: float = 1e9) -> Trace:
+    """Trace ``model`` over ``ids`` (see the module docstring); ``next_id`` is the character after.
+
+    ``streams`` defaults to one per ``4 * burn_in`` characters; ``method`` is ``fused``
+    (fused kernel + batched gates) or ``loop`` (explicit batched steps, used for edits);
+    ``memory`` bounds the float32 working set in bytes (streams are traced in groups).
+    """
+    device = model.head.weight.device
+    model = model.eval()
+    ids = ids.to(device)
+    n = ids.numel()
+    if n == 0:
+        raise ValueError("the text is empty: give at least one character to trace")
+    method = method or ("loop" if edit is not None else "fused")
+    if method not in ("fused", "loop"):
+        raise ValueError(f"method must be 'fused' or 'loop', got {method!r}")
+    auto = streams is None or edit is not None
+    if edit is not None:
+        streams = 1  # an intervention follows one continuous run
+
+    def layout(burn):
+        k = max(1, min(4096, n // (4 * burn))) if auto and edit is None else streams
+        return (1, 0) if k == 1 else (k, burn)
+
+    probes = 0
+    k, burn = layout(burn_in)
+    # Probe a few seams first (cheap on the CPU), so that the full trace runs once.
+    while k > 1:
+        dev = _seam_probe(model, ids, k, burn, method)
+        probes += 1
+        if dev <= tol:
+            break
+        k, burn = layout(burn * 2) if burn * 2 < math.ceil(n / k) else (1, 0)
+    while True:
+        result = _trace_streams(model, ids, k, burn, method, dtype, top_k, max_rows, edit, next_id, memory)
+        if k == 1 or result["info"]["seam_deviation"] <= tol:
+            break
+        k, burn = layout(burn * 2) if burn * 2 < math.ceil(n / k) else (1, 0)
+    result["info"].update(probes=probes)
+    result["info"].update(tolerance=tol, fell_back_to_one_stream=k == 1 and n > 4 * burn_in)
+    cfg = model.cfg
+    return Trace(result["arrays"], text=text if text is not None else "", ids=ids.cpu(),
+                 vocab=vocab or [], kind=cfg.kind, layers=cfg.layers, width=cfg.width, info=result["info"])
+
+
+def _rows_layout(n, streams, burn):
+    span = math.ceil(n / streams)
+    streams = math.ceil(n / span)
+    starts = torch.tensor([max(0, s * span - burn) for s in range(streams)])
+    pos = (starts[:, None] + torch.arange(span + burn)[None, :]).clamp(max=n - 1)  # (S, W) positions
+    return span, streams, starts, pos
+
+
+def _layer_state(per_layer, rows, cols):
+    """Hidden (and cell) of every layer at (row, col) pairs: (len(rows), layers, H, 1|2)."""
+    return torch.stack([torch.stack([o["hidden"][rows, cols]] + ([o["cell"][rows, cols]] if "cell" in o else []), -1)
+                        for o in per_layer], 1)
+
+
+def _seam_probe(model, ids, streams, burn, method, seams: int = 8) -> float:
+    """Largest state deviation at up to ``seams`` evenly spaced seams, from just those rows."""
+    n = ids.numel()
+    span, streams, starts, pos = _rows_layout(n, streams, burn)
+    chosen = sorted({int(x) for x in torch.linspace(1, streams - 1, min(seams, streams - 1))})
+    rows = torch.tensor([r for s in chosen for r in (s - 1, s)])
+    per_layer, _ = _run_rows(model, ids[pos[rows].to(ids.device)], method)
+    seam_pos = torch.tensor(chosen) * span - 1                         # last position of row s-1's own part
+    prev = _layer_state(per_layer, torch.arange(0, len(rows), 2), seam_pos - starts[torch.tensor(chosen) - 1])
+    this = _layer_state(per_layer, torch.arange(1, len(rows), 2), seam_pos - starts[torch.tensor(chosen)])
+    return (prev - this).abs().max().item()
+
+
+def _trace_streams(model, ids, streams, burn, method, dtype, top_k, max_rows, edit, next_id, memory):
+    device, cfg = ids.device, model.cfg
+    n = ids.numel()
+    span, streams, starts, pos = _rows_layout(n, streams, burn)
+    width = span + burn
+    offset = torch.arange(streams) * span - starts                           # where each row's own part begins
+    own = torch.arange(n)
+    row_of, col_of = own // span, own % span + offset[own // span]
+    names = [f"layers.{l}.{k}" for l in range(cfg.layers)
+             for k in ("hidden",) + (("cell",) if cfg.kind == "lstm" else ()) + tuple(
+                 f"gates.{g}" for g in GATE_NAMES[cfg.kind])]
+    arrays = {k: torch.empty(n, cfg.width, dtype=dtype, device=device) for k in names}
+    arrays["logits"] = torch.empty(n, cfg.vocab_size, dtype=dtype, device=device)
+    seam_own = {}    # row -> float32 state at its last owned position (compared with the next row)
+    seam_burn = {}   # row -> float32 state just before its own part (from its burn-in)
+    final = None
+    per_row = width * (cfg.width * len(names) + cfg.vocab_size) * 4 * 2   # float32, with temporaries
+    rows_per_group = max(1, min(max_rows or streams, int(memory // per_row)))
+    group = 0
+    while group < streams:
+        g_end = min(streams, group + rows_per_group)
+        try:
+            per_layer, logits = _run_rows(model, ids[pos[group:g_end].to(device)], method, edit)
+        except torch.cuda.OutOfMemoryError:
+            if rows_per_group == 1:
+                raise
+            rows_per_group = max(1, rows_per_group // 2)
+            torch.cuda.empty_cache()
+            warnings.warn(f"GPU out of memory: tracing {rows_per_group} streams at a time instead", stacklevel=3)
+            continue
+        sel = (row_of >= group) & (row_of < g_end)
+        r, c = (row_of[sel] - group).to(device), col_of[sel].to(device)
+        where = own[sel].to(device)
+        states = []
+        for l, out in enumerate(per_layer):
+            for k, v in out.items():
+                key = f"layers.{l}.{k}" if k in ("hidden", "cell") else f"layers.{l}.gates.{k}"
+                arrays[key][where] = v[r, c].to(dtype)
+            states.append(torch.stack([out["hidden"]] + ([out["cell"]] if "cell" in out else []), -1))
+        arrays["logits"][where] = logits[r, c].to(dtype)
+        state = torch.stack(states, 2)                                  # (S, W, layers, H, 1|2)
+        for s in range(group, g_end):
+            last = min(n, (s + 1) * span) - 1 - s * span + int(offset[s])
+            seam_own[s] = state[s - group, last]
+            if s > 0 and int(offset[s]) > 0:
+                seam_burn[s] = state[s - group, int(offset[s]) - 1]
+            if s == streams - 1:
+                final = state[s - group, last]                         # (layers, H, 1|2)
+        group = g_end
+    deviation = max([(seam_burn[s] - seam_own[s - 1]).abs().max().item() for s in seam_burn] or [0.0])
+    logits32 = arrays["logits"].float()
+    logp = torch.log_softmax(logits32, dim=-1)
+    nxt = torch.full((n,), -1, dtype=torch.long, device=device)
+    nxt[:-1] = ids[1:]
+    if next_id is not None:
+        nxt[-1] = next_id
+    known = nxt >= 0
+    lp = torch.full((n,), float("nan"), device=device)
+    lp[known] = logp[known, nxt[known]]
+    top = logp.exp().topk(min(top_k, cfg.vocab_size), dim=-1)
+    arrays.update({"prob": lp.exp(), "loss": -lp, "topk.ids": top.indices, "topk.probs": top.values.to(dtype)})
+    final_h = final[..., 0][:, None]                                      # (layers, 1, H) as torch gives
+    final_state = (final_h, final[..., 1][:, None]) if cfg.kind == "lstm" else final_h
+    info = {"streams": streams, "burn_in": burn, "seam_deviation": deviation, "method": method,
+            "device": str(device), "dtype": str(dtype).replace("torch.", ""), "final_state": final_state}
+    return {"arrays": arrays, "info": info}
