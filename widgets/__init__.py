@@ -2,5 +2,9 @@
 ``lab`` session or trace.
 
 UI only: selection and display live here, model maths lives in ``lab``.
-(Placeholder package; the components arrive with the notebooks.)
+
+    >>> from widgets import TextColourer     # the text colourer (paper Figure 2)
 """
+from widgets.colourer import TextColourer
+
+__all__ = ["TextColourer"]

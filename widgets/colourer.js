@@ -1,0 +1,227 @@
+// The text colourer: characters coloured by one unit's value (-1 red, 0 white, +1 blue).
+// Values arrive once as float16 bytes (units x chars); moving the unit slider recolours
+// in the browser without a round trip to Python. Only the lines in view are in the DOM,
+// so a 300,000-character trace scrolls as smoothly as a short one.
+
+const LINE_HEIGHT = 18;   // px; every line has the same height so the view can be virtual
+const OVERSCAN = 10;      // lines rendered above and below the visible ones
+
+function halfToFloat(h) {
+  const s = (h & 0x8000) ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return s * Math.pow(2, -14) * (f / 1024);
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * Math.pow(2, e - 15) * (1 + f / 1024);
+}
+
+// float16 bytes -> Float32Array, through a 65536-entry table (fast for megabytes)
+let HALF_TABLE = null;
+function decodeHalf(view) {
+  if (!HALF_TABLE) {
+    HALF_TABLE = new Float32Array(65536);
+    for (let i = 0; i < 65536; i++) HALF_TABLE[i] = halfToFloat(i);
+  }
+  const u16 = new Uint16Array(view.buffer, view.byteOffset, view.byteLength / 2);
+  const out = new Float32Array(u16.length);
+  for (let i = 0; i < u16.length; i++) out[i] = HALF_TABLE[u16[i]];
+  return out;
+}
+
+// the paper's map: -1 red, 0 white, +1 blue; 256 precomputed CSS colours
+const PALETTE = Array.from({ length: 256 }, (_, i) => {
+  const v = i / 127.5 - 1;
+  const a = Math.min(1, Math.abs(v));
+  const [r, g, b] = v < 0 ? [255, 255 * (1 - a), 255 * (1 - a)] : [255 * (1 - a), 255 * (1 - a), 255];
+  return `rgb(${r | 0},${g | 0},${b | 0})`;
+});
+
+function colourOf(v, vmin, vmax) {
+  if (!Number.isFinite(v)) return "transparent";
+  const t = (Math.max(vmin, Math.min(vmax, v)) - vmin) / (vmax - vmin);   // 0..1
+  return PALETTE[Math.round(t * 255)];
+}
+
+function splitLines(text) {
+  // start offset of every line (a line ends after its '\n')
+  const starts = [0];
+  for (let i = 0; i < text.length; i++) if (text[i] === "\n" && i + 1 < text.length) starts.push(i + 1);
+  return starts;
+}
+
+function render({ model, el }) {
+  el.classList.add("vurn-colourer");
+  const bar = document.createElement("div");
+  bar.className = "vurn-bar";
+  const mkSlider = (label, name) => {
+    const wrap = document.createElement("label");
+    wrap.textContent = label + " ";
+    const input = document.createElement("input");
+    input.type = "range";
+    input.className = `vurn-${name}`;
+    input.min = 0;
+    const out = document.createElement("span");
+    out.className = `vurn-${name}-value`;
+    wrap.append(input, out);
+    bar.append(wrap);
+    return [input, out];
+  };
+  const [layerInput, layerOut] = mkSlider("layer", "layer");
+  const [unitInput, unitOut] = mkSlider("unit", "unit");
+  const title = document.createElement("span");
+  title.className = "vurn-title";
+  bar.append(title);
+  const view = document.createElement("div");
+  view.className = "vurn-view";
+  view.tabIndex = 0;
+  const spacer = document.createElement("div");
+  spacer.className = "vurn-spacer";
+  const lines = document.createElement("div");
+  lines.className = "vurn-lines";
+  spacer.append(lines);
+  view.append(spacer);
+  const tip = document.createElement("div");
+  tip.className = "vurn-tip";
+  tip.hidden = true;
+  el.append(bar, view, tip);
+
+  let text = "", starts = [0], values = null, nUnits = 0, nChars = 0;
+  let topIds = null, topProbs = null, vocab = "", k = 0;
+  let firstLine = -1, lastLine = -1;
+
+  function loadText() {
+    text = model.get("text");
+    starts = splitLines(text);
+    nChars = text.length;
+    spacer.style.height = `${starts.length * LINE_HEIGHT}px`;
+    vocab = model.get("vocab");
+    k = model.get("top_k");
+    const ids = model.get("topk_ids"), probs = model.get("topk_probs");
+    topIds = ids && ids.byteLength ? new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength) : null;
+    topProbs = probs && probs.byteLength ? new Uint8Array(probs.buffer, probs.byteOffset, probs.byteLength) : null;
+  }
+
+  function loadValues() {
+    const bytes = model.get("values");
+    values = bytes && bytes.byteLength ? decodeHalf(bytes) : null;
+    nUnits = nChars ? (values ? values.length / nChars : 0) : 0;
+  }
+
+  function unitRow() {
+    // which row of `values` holds the selected unit (all units, or just the selected one)
+    const unit = model.get("unit");
+    if (!values) return -1;
+    if (nUnits === model.get("width")) return unit;
+    return model.get("loaded_unit") === unit ? 0 : -1;
+  }
+
+  function paintLines() {
+    const row = unitRow();
+    const vmin = model.get("vmin"), vmax = model.get("vmax");
+    const base = row * nChars;
+    for (const line of lines.children) {
+      for (const span of line.children) {
+        const i = +span.dataset.i;
+        span.style.backgroundColor = row < 0 ? "transparent" : colourOf(values[base + i], vmin, vmax);
+      }
+    }
+    el.dataset.painted = (+(el.dataset.painted || 0) + 1).toString();  // for tests and benchmarks
+  }
+
+  function buildLines(force) {
+    const top = view.scrollTop, h = view.clientHeight || 400;
+    const a = Math.max(0, Math.floor(top / LINE_HEIGHT) - OVERSCAN);
+    const b = Math.min(starts.length - 1, Math.ceil((top + h) / LINE_HEIGHT) + OVERSCAN);
+    if (!force && a === firstLine && b === lastLine) return;
+    firstLine = a; lastLine = b;
+    lines.style.transform = `translateY(${a * LINE_HEIGHT}px)`;
+    const frag = document.createDocumentFragment();
+    for (let l = a; l <= b; l++) {
+      const line = document.createElement("div");
+      line.className = "vurn-line";
+      const end = l + 1 < starts.length ? starts[l + 1] : nChars;
+      for (let i = starts[l]; i < end; i++) {
+        const span = document.createElement("span");
+        span.dataset.i = i;
+        const ch = text[i];
+        span.textContent = ch === "\n" ? "\u21b5" : ch === "\t" ? "\u2192   " : ch;
+        if (ch === "\n") span.className = "vurn-nl";
+        line.append(span);
+      }
+      frag.append(line);
+    }
+    lines.replaceChildren(frag);
+    paintLines();
+  }
+
+  function syncControls() {
+    layerInput.max = model.get("n_layers") - 1;
+    layerInput.value = model.get("layer");
+    layerOut.textContent = model.get("layer");
+    unitInput.max = model.get("width") - 1;
+    unitInput.value = model.get("unit");
+    unitOut.textContent = model.get("unit");
+    title.textContent = model.get("label");
+  }
+
+  function showTip(span, evt) {
+    const i = +span.dataset.i;
+    const row = unitRow();
+    const v = row < 0 ? NaN : values[row * nChars + i];
+    const ch = JSON.stringify(text[i]);
+    let html = `<b>${ch}</b> #${i} &nbsp; value ${Number.isFinite(v) ? v.toFixed(3) : "?"}`;
+    if (topIds && topProbs) {
+      const items = [];
+      for (let j = 0; j < k; j++) {
+        const c = vocab[topIds[i * k + j]];
+        items.push(`${c === "\n" ? "\u21b5" : c === " " ? "\u2423" : c} ${(topProbs[i * k + j] / 255).toFixed(2)}`);
+      }
+      html += `<br>next: ${items.map((s) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;")).join(" &nbsp; ")}`;
+    }
+    tip.innerHTML = html;
+    tip.hidden = false;
+    const box = el.getBoundingClientRect();
+    tip.style.left = `${evt.clientX - box.left + 12}px`;
+    tip.style.top = `${evt.clientY - box.top + 12}px`;
+  }
+
+  view.addEventListener("scroll", () => requestAnimationFrame(() => buildLines(false)));
+  view.addEventListener("mousemove", (evt) => {
+    const span = evt.target.closest ? evt.target.closest("span[data-i]") : null;
+    if (span) showTip(span, evt); else tip.hidden = true;
+  });
+  view.addEventListener("mouseleave", () => { tip.hidden = true; });
+  view.addEventListener("mouseup", () => {
+    const sel = window.getSelection();
+    if (!sel || sel.isCollapsed) return;
+    const at = (node) => {
+      const span = node && (node.nodeType === 1 ? node : node.parentElement);
+      const s = span && span.closest ? span.closest("span[data-i]") : null;
+      return s ? +s.dataset.i : null;
+    };
+    const a = at(sel.anchorNode), b = at(sel.focusNode);
+    if (a === null || b === null) return;
+    model.set("selection", [Math.min(a, b), Math.max(a, b) + 1]);
+    model.save_changes();
+  });
+  layerInput.addEventListener("input", () => { model.set("layer", +layerInput.value); model.save_changes(); });
+  unitInput.addEventListener("input", () => { model.set("unit", +unitInput.value); model.save_changes(); });
+
+  const onUnit = () => { syncControls(); paintLines(); };
+  model.on("change:unit", onUnit);
+  model.on("change:layer", syncControls);
+  model.on("change:label", syncControls);
+  model.on("change:values", () => { loadValues(); paintLines(); });
+  model.on("change:loaded_unit", paintLines);
+  model.on("change:vmin", paintLines);
+  model.on("change:vmax", paintLines);
+  model.on("change:text", () => { loadText(); loadValues(); buildLines(true); });
+
+  loadText();
+  loadValues();
+  syncControls();
+  view.style.height = `${model.get("height")}px`;
+  requestAnimationFrame(() => buildLines(true));
+}
+
+export default { render };

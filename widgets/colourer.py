@@ -1,0 +1,128 @@
+"""The text colourer: a trace's text coloured by one unit (paper §4.2, Figure 2).
+
+    >>> from lab import Session
+    >>> from widgets import TextColourer
+    >>> s = Session.load("war_and_peace_lstm")                      # doctest: +SKIP
+    >>> w = TextColourer(s.trace('"Yes," he said. "I will."'), layer=1, unit=0)   # doctest: +SKIP
+    >>> w                                                            # doctest: +SKIP
+
+The default is the cell's tanh(c) (-1 red, +1 blue); ``what="hidden"`` or a gate name
+shows the others. A layer's values go to the browser once, as float16 bytes, so the
+unit slider recolours instantly; a trace too long for that sends one unit at a time.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import anywidget
+import numpy as np
+import traitlets
+
+HERE = Path(__file__).resolve().parent
+SEND_ALL_UNITS_BELOW = 48 * 2**20  # bytes of float16 per layer; above, one unit at a time
+
+
+class TextColourer(anywidget.AnyWidget):
+    """Text coloured by the value of one unit of a :class:`lab.trace.Trace`.
+
+    ``selection`` holds the [start, end) character span the user last selected.
+    """
+
+    _esm = HERE / "colourer.js"
+    _css = HERE / "colourer.css"
+
+    text = traitlets.Unicode("").tag(sync=True)
+    vocab = traitlets.Unicode("").tag(sync=True)
+    values = traitlets.Bytes(b"").tag(sync=True)          # float16, (units, chars) row-major
+    loaded_unit = traitlets.Int(-1).tag(sync=True)        # which unit `values` holds when it holds one
+    topk_ids = traitlets.Bytes(b"").tag(sync=True)        # uint8 (chars, top_k)
+    topk_probs = traitlets.Bytes(b"").tag(sync=True)      # uint8 (chars, top_k), probability x 255
+    top_k = traitlets.Int(5).tag(sync=True)
+    n_layers = traitlets.Int(1).tag(sync=True)
+    width = traitlets.Int(1).tag(sync=True)
+    layer = traitlets.Int(0).tag(sync=True)
+    unit = traitlets.Int(0).tag(sync=True)
+    what = traitlets.Unicode("cell").tag(sync=True)
+    label = traitlets.Unicode("").tag(sync=True)
+    vmin = traitlets.Float(-1.0).tag(sync=True)
+    vmax = traitlets.Float(1.0).tag(sync=True)
+    height = traitlets.Int(360).tag(sync=True)
+    selection = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
+
+    def __init__(self, trace, layer: int | None = None, unit: int = 0, what: str = "cell", **kw):
+        self.trace = trace
+        if len(trace.vocab) > 255:
+            raise ValueError("the colourer's hover sends character ids as bytes: at most 255 characters")
+        layer = trace.n_layers - 1 if layer is None else layer
+        self._check(layer, unit, what)
+        top = trace["topk.ids"]
+        super().__init__(
+            text=trace.text, vocab="".join(trace.vocab), n_layers=trace.n_layers, width=trace.width,
+            top_k=top.shape[1], topk_ids=top.astype(np.uint8).tobytes(),
+            topk_probs=np.round(np.nan_to_num(trace["topk.probs"].astype(np.float32)) * 255).astype(np.uint8).tobytes(),
+            layer=layer, unit=unit, what=what, **kw)
+        self._send_values()
+        self.observe(self._on_layer, names=["layer", "what"])
+        self.observe(self._on_unit, names=["unit"])
+
+    def __repr__(self) -> str:
+        return f"TextColourer({len(self.text):,} chars, layer {self.layer}, unit {self.unit}, {self.what})"
+
+    def _check(self, layer: int, unit: int, what: str) -> None:
+        self.trace.unit(layer, unit, what)  # raises a clear error for a bad layer, unit or gate
+
+    @traitlets.validate("unit", "layer", "what")
+    def _valid(self, proposal):
+        trait, value = proposal["trait"].name, proposal["value"]
+        if hasattr(self, "trace"):
+            current = {"layer": self.layer, "unit": self.unit, "what": self.what, trait: value}
+            try:
+                self._check(current["layer"], current["unit"], current["what"])
+            except (IndexError, KeyError) as e:
+                raise traitlets.TraitError(str(e).strip('"')) from None
+        return value
+
+    def _matrix(self) -> np.ndarray:
+        """The current layer's values as (units, chars) float16 (tanh applied to the cell)."""
+        name = {"cell": "cell", "hidden": "hidden"}.get(self.what, f"gates.{self.what}")
+        m = self.trace[f"layers.{self.layer}.{name}"].astype(np.float32)
+        if self.what == "cell":
+            m = np.tanh(m)
+        return np.ascontiguousarray(m.T).astype(np.float16)
+
+    def _send_values(self) -> None:
+        per_layer = len(self.text) * self.width * 2
+        self.label = f"{self.what}{' tanh(c)' if self.what == 'cell' else ''} · layer {self.layer}"
+        if per_layer <= SEND_ALL_UNITS_BELOW:
+            self.loaded_unit = -1
+            self.values = self._matrix().tobytes()
+        else:
+            self._send_unit()
+
+    def _send_unit(self) -> None:
+        self.values = self.unit_values().astype(np.float16).tobytes()
+        self.loaded_unit = self.unit
+
+    def _on_layer(self, change) -> None:
+        self._check(self.layer, self.unit, self.what)
+        self._send_values()
+
+    def _on_unit(self, change) -> None:
+        self._check(self.layer, self.unit, self.what)
+        if self.loaded_unit != -1:
+            self._send_unit()
+
+    def unit_values(self) -> np.ndarray:
+        """The shown unit's values over the text (T,), as coloured."""
+        return self.trace.unit(self.layer, self.unit, self.what)
+
+    def to_html(self, path: str | Path | None = None, start: int = 0, end: int | None = None) -> str:
+        """A standalone HTML page of the text coloured by the current unit (no scripts, no network)."""
+        from widgets.html import colour_text
+        body = colour_text(self.text[start:end], self.unit_values()[start:end], self.vmin, self.vmax)
+        page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(self.label)} unit {self.unit}</title>"
+                f"<h3 style='font-family:sans-serif'>{html.escape(self.label)}, unit {self.unit}</h3>{body}")
+        if path is not None:
+            Path(path).write_text(page, encoding="utf-8")
+        return page
