@@ -1,0 +1,61 @@
+"""Gate saturation statistics (lab.gates) on synthetic gates."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from lab import gates
+
+
+def synthetic():
+    t = 1000
+    rng = np.random.default_rng(0)
+    forget = np.stack([np.full(t, 0.97),                       # an integrator: always right
+                       np.where(np.arange(t) < 250, 0.02, 0.5),  # left a quarter of the time
+                       rng.uniform(0.2, 0.8, t)], 1)            # never saturated
+    return {"layers.0.gates.forget": forget, "layers.1.gates.input": 1 - forget,
+            "layers.0.gates.candidate": np.zeros((t, 3)), "layers.0.hidden": np.zeros((t, 3))}
+
+
+def test_fractions_per_unit():
+    sat = gates.saturation(synthetic())
+    f = sat[(sat.gate == "forget")].set_index("unit")
+    assert f.loc[0, "right"] == 1.0 and f.loc[0, "left"] == 0.0
+    assert f.loc[1, "left"] == 0.25 and f.loc[1, "right"] == 0.0
+    assert f.loc[2, ["left", "right"]].tolist() == [0.0, 0.0]
+    i = sat[(sat.gate == "input")].set_index("unit")
+    assert i.loc[0, "left"] == 1.0 and i.loc[1, "right"] == 0.25   # mirrored
+    assert set(sat.gate) == {"forget", "input"}                   # candidate is not a saturating gate
+
+
+def test_thresholds_are_parameters_and_strict():
+    data = {"layers.0.gates.update": np.array([[0.1], [0.9], [0.2], [0.8]])}
+    strict = gates.saturation(data)
+    assert strict[["left", "right"]].values.tolist() == [[0.0, 0.0]]  # 0.1 and 0.9 are not beyond
+    loose = gates.saturation(data, left=0.25, right=0.75)
+    assert loose[["left", "right"]].values.tolist() == [[0.5, 0.5]]
+
+
+def test_summary_counts_integrators():
+    s = gates.summary(gates.saturation(synthetic())).set_index(["gate", "layer"])
+    assert s.loc[("forget", 0), "mostly_right"] == 1 and s.loc[("forget", 0), "mostly_left"] == 0
+    assert s.loc[("input", 1), "mostly_left"] == 1
+    assert s.loc[("forget", 0), "units"] == 3
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="left < right"):
+        gates.saturation(synthetic(), left=0.9, right=0.1)
+    with pytest.raises(ValueError, match="RNN has none"):
+        gates.saturation({"layers.0.hidden": np.zeros((3, 2))})
+
+
+def test_on_a_real_trace():
+    import torch
+    from lab.models import CharRNN, ModelConfig
+    from lab.trace import compute_trace
+    model = CharRNN(ModelConfig("gru", 2, 6, 4))
+    tr = compute_trace(model, torch.randint(0, 4, (300,)), vocab="abcd")
+    sat = gates.saturation(tr)
+    assert set(sat.gate) == {"reset", "update"} and len(sat) == 2 * 2 * 6
+    assert ((sat.left >= 0) & (sat.left + sat.right <= 1)).all()
+    assert isinstance(sat, pd.DataFrame)
