@@ -30,6 +30,8 @@ def sample(model, vocab, n: int, prime: str = "\n", temperature: float = 1.0, se
     gen = torch.Generator(device="cpu")
     if seed is not None:
         gen.manual_seed(seed)
+    else:
+        gen.seed()  # a fresh generator starts from a fixed seed: without this every sample is the same
     model.eval()
     x = torch.tensor([[index[ch] for ch in prime]], device=device)
     logits, state = model(x)

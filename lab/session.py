@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,8 +147,12 @@ class Session:
         return [(self.vocab[i], float(p)) for p, i in zip(top.values, top.indices)]
 
     def sample(self, n: int = 200, prime: str = "\n", temperature: float = 1.0, seed: int | None = None) -> str:
-        """``n`` characters sampled after ``prime``."""
+        """``n`` characters sampled after ``prime``; the same ``seed`` gives the same text."""
+        if not prime:
+            raise ValueError("prime must hold at least one character")
         self.encode(prime)
+        if seed is None:  # an unseeded torch.Generator always starts from the same default seed
+            seed = secrets.randbits(63)
         return _sample(self.model, self.vocab, n, prime, temperature, seed)
 
     # -- interventions --------------------------------------------------------------------
@@ -159,6 +164,9 @@ class Session:
             raise ValueError(f"a {cfg.kind.upper()} has no cell state: use what='hidden'")
         if mode not in ("clamp", "zero", "scale"):
             raise ValueError(f"mode must be clamp, zero or scale, got {mode!r}")
+        if (not isinstance(units, (list, tuple)) or not units
+                or not all(isinstance(u, (list, tuple)) and len(u) == 2 for u in units)):
+            raise TypeError(f"units must be a list of (layer, unit) pairs, e.g. [(1, 5)], got {units!r}")
         by_layer: dict[int, list[int]] = {}
         for layer, unit in units:
             if not 0 <= layer < cfg.layers:

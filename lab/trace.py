@@ -227,6 +227,13 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
     method = method or ("loop" if edit is not None else "fused")
     if method not in ("fused", "loop"):
         raise ValueError(f"method must be 'fused' or 'loop', got {method!r}")
+    if streams is not None and streams < 1:
+        raise ValueError(f"streams must be at least 1 (or None: chosen from the length), got {streams}")
+    if burn_in < 1 and streams != 1:
+        raise ValueError(f"burn_in must be at least 1 character when the text is cut into streams, got "
+                         f"{burn_in}: without it the seams could not be checked (or pass streams=1)")
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
     auto = streams is None or edit is not None
     if edit is not None:
         streams = 1  # an intervention follows one continuous run
@@ -237,6 +244,7 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
 
     probes = 0
     k, burn = layout(burn_in)
+    several = k > 1  # several streams at first: ending with one is a fallback
     # Probe a few seams first (cheap on the CPU), so that the full trace runs once.
     while k > 1:
         dev = _seam_probe(model, ids, k, burn, method)
@@ -250,7 +258,7 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
             break
         k, burn = layout(burn * 2) if burn * 2 < math.ceil(n / k) else (1, 0)
     result["info"].update(probes=probes)
-    result["info"].update(tolerance=tol, fell_back_to_one_stream=k == 1 and n > 4 * burn_in)
+    result["info"].update(tolerance=tol, fell_back_to_one_stream=k == 1 and several)
     cfg = model.cfg
     return Trace(result["arrays"], text=text if text is not None else "", ids=ids.cpu(),
                  vocab=vocab or [], kind=cfg.kind, layers=cfg.layers, width=cfg.width, info=result["info"])
@@ -270,13 +278,34 @@ def _layer_state(per_layer, rows, cols):
                         for o in per_layer], 1)
 
 
+def _out_of_memory(width: int) -> torch.cuda.OutOfMemoryError:
+    return torch.cuda.OutOfMemoryError(
+        f"GPU out of memory even for one stream of {width:,} characters at a time: trace a shorter "
+        "text (or a slice of it), or load the session with device='cpu'")
+
+
+def _run_rows_halving(model, rows: torch.Tensor, method: str):
+    """``_run_rows(...)[0]`` for the seam probe, in halves while the GPU runs out of memory."""
+    try:
+        return _run_rows(model, rows, method)[0]
+    except torch.cuda.OutOfMemoryError:
+        if rows.shape[0] == 1:
+            raise _out_of_memory(rows.shape[1]) from None
+        half = rows.shape[0] // 2
+        torch.cuda.empty_cache()
+        warnings.warn(f"GPU out of memory while checking seams: running {half} streams at a time instead",
+                      stacklevel=4)
+    a, b = _run_rows_halving(model, rows[:half], method), _run_rows_halving(model, rows[half:], method)
+    return [{k: torch.cat([x[k], y[k]]) for k in x} for x, y in zip(a, b)]
+
+
 def _seam_probe(model, ids, streams, burn, method, seams: int = 8) -> float:
     """Largest state deviation at up to ``seams`` evenly spaced seams, from just those rows."""
     n = ids.numel()
     span, streams, starts, pos = _rows_layout(n, streams, burn)
     chosen = sorted({int(x) for x in torch.linspace(1, streams - 1, min(seams, streams - 1))})
     rows = torch.tensor([r for s in chosen for r in (s - 1, s)])
-    per_layer, _ = _run_rows(model, ids[pos[rows].to(ids.device)], method)
+    per_layer = _run_rows_halving(model, ids[pos[rows].to(ids.device)], method)
     seam_pos = torch.tensor(chosen) * span - 1                         # last position of row s-1's own part
     prev = _layer_state(per_layer, torch.arange(0, len(rows), 2), seam_pos - starts[torch.tensor(chosen) - 1])
     this = _layer_state(per_layer, torch.arange(1, len(rows), 2), seam_pos - starts[torch.tensor(chosen)])
@@ -308,7 +337,7 @@ def _trace_streams(model, ids, streams, burn, method, dtype, top_k, max_rows, ed
             per_layer, logits = _run_rows(model, ids[pos[group:g_end].to(device)], method, edit)
         except torch.cuda.OutOfMemoryError:
             if rows_per_group == 1:
-                raise
+                raise _out_of_memory(width) from None
             rows_per_group = max(1, rows_per_group // 2)
             torch.cuda.empty_cache()
             warnings.warn(f"GPU out of memory: tracing {rows_per_group} streams at a time instead", stacklevel=3)

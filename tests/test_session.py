@@ -1,0 +1,392 @@
+"""lab.session: loading shipped models and checkpoints, tracing texts and corpus slices,
+predict, sample, interventions, and a clear error for each kind of bad input.
+
+The shipped models need no corpus for most of this; the tests that trace a slice of War
+and Peace need the corpus under $VURN_DATA (or in the cache) and are skipped without it.
+A tiny checkpoint is trained here, on a toy corpus. Everything runs with one torch thread.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from lab.checkpoint import CheckpointError, load_checkpoint
+from lab.corpus import Corpus, CorpusError, find_corpus_file
+from lab.models import CharRNN, ModelConfig
+from lab.reference import reference_forward
+from lab.session import InterventionResult, Session
+from lab.trace import Trace, compute_trace
+from lab.train import TrainConfig, train
+
+WORDS = "the quick brown fox jumps over a lazy dog ( softly ) on hills , and ; 1 2 3 .".split()
+TOY_TEXT_CHARS = 3005
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def toy_text(n: int, seed: int = 0) -> str:
+    rng = random.Random(seed)
+    parts, size = [], 0
+    while size < n:
+        word = rng.choice(WORDS) + ("\n" if rng.random() < 0.1 else " ")
+        parts.append(word)
+        size += len(word)
+    return "".join(parts)[:n]
+
+
+@pytest.fixture(scope="module")
+def toy_corpus() -> Corpus:
+    return Corpus.from_text("toy", toy_text(TOY_TEXT_CHARS))
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory, toy_corpus):
+    """A run folder with a tiny 2-layer LSTM trained one epoch on the toy corpus."""
+    run = tmp_path_factory.mktemp("toy") / "run"
+    before = torch.get_num_threads()   # module fixtures start before the autouse one_thread
+    torch.set_num_threads(1)
+    try:
+        cfg = TrainConfig(corpus="toy", kind="lstm", layers=2, width=16, epochs=1, batch=4, seq_len=10, seed=3)
+        train(cfg, run, corpus=toy_corpus, device="cpu", progress=False)
+    finally:
+        torch.set_num_threads(before)
+    return run
+
+
+@pytest.fixture(scope="module")
+def wp() -> Session:
+    return Session.load("war_and_peace_lstm", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def wp_with_corpus(wp) -> Session:
+    if find_corpus_file("war_and_peace") is None:
+        pytest.skip("war_and_peace.txt is not in $VURN_DATA or the cache")
+    wp.corpus  # noqa: B018  (loads and checks it once for the module)
+    return wp
+
+
+def random_session(kind: str = "lstm", layers: int = 2, width: int = 16, vocab: str = "abcdefgh \n",
+                   seed: int = 0) -> Session:
+    model = CharRNN(ModelConfig(kind, layers, width, len(vocab)))
+    model.init_uniform(0.3, generator=torch.Generator().manual_seed(seed))
+    return Session(model, {"vocab": vocab}, device="cpu", name=f"random-{kind}")
+
+
+TEXT = "abc def\nhead bad face cafe\nfed a bee a dab he fade " * 3
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, corpus, text", [
+    ("war_and_peace_lstm", "war_and_peace", "Prince Andrew said nothing."),
+    ("linux_kernel_lstm", "linux_kernel", "static int foo(void)\n{\n\treturn 0;\n}\n"),
+])
+def test_load_shipped_model_by_name(name, corpus, text):
+    s = Session.load(name, device="cpu")
+    assert s.name == name and s.meta["corpus"] == corpus
+    assert s.model.cfg.kind == "lstm" and s.model.cfg.layers == 2
+    assert len(s.vocab) == s.model.cfg.vocab_size
+    assert s.device == torch.device("cpu") and not s.model.training
+    assert name in repr(s) and "LSTM 2x" in repr(s)
+    tr = s.trace(text)
+    assert isinstance(tr, Trace) and tr.text == text
+    assert tr["layers.1.cell"].shape == (len(text), s.model.cfg.width)
+    assert tr["layers.1.cell"].dtype == np.float16
+    assert tr.info["model"] == name
+
+
+def test_load_unknown_name_lists_the_shipped_models():
+    shipped = r"no checkpoint 'war_and_peace_gru'.*linux_kernel_lstm.*war_and_peace_lstm"
+    with pytest.raises(CheckpointError, match=shipped):
+        Session.load("war_and_peace_gru")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Session.load("/nowhere/model.safetensors")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_load_on_a_missing_gpu_is_a_clear_error():
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        Session.load("war_and_peace_lstm", device="cuda")
+
+
+def test_load_checkpoint_by_path_and_run_folder(toy_run, toy_corpus):
+    tensors, meta = load_checkpoint(toy_run / "best.safetensors")
+    for where in (toy_run / "best.safetensors", str(toy_run / "best.safetensors"), toy_run):
+        s = Session.load(where, device="cpu")
+        assert s.vocab == toy_corpus.vocab and s.meta["corpus"] == "toy"
+        for name, value in s.model.state_dict().items():
+            torch.testing.assert_close(value, tensors[name], rtol=0, atol=0)
+    text = toy_corpus.split("val")[:200]
+    tr = s.trace(text, dtype=torch.float32)
+    ref = reference_forward(s.model, s.encode(text)[None])
+    for key in ("layers.0.cell", "layers.1.hidden", "layers.1.gates.forget", "logits"):
+        np.testing.assert_allclose(tr[key], ref[key][0].numpy(), atol=1e-5, err_msg=key)
+
+
+def test_checkpoint_with_another_corpus_is_refused_naming_both(toy_run, toy_corpus):
+    same_chars = Corpus.from_text("other", toy_text(TOY_TEXT_CHARS, seed=9), vocab=toy_corpus.vocab)
+    with pytest.raises(CheckpointError, match=r"trained on 'toy'.*corpus 'other'"):
+        Session.load(toy_run, corpus=same_chars)
+    with pytest.raises(CheckpointError, match=r"trained on 'toy'.*corpus 'shouting'"):
+        Session.load(toy_run, corpus=Corpus.from_text("shouting", toy_text(500).upper()))
+    with pytest.raises(CheckpointError, match=r"trained on 'war_and_peace'.*corpus 'toy'"):
+        Session.load("war_and_peace_lstm", corpus=toy_corpus)
+    assert Session.load(toy_run, corpus=toy_corpus, device="cpu").corpus is toy_corpus
+
+
+def test_unknown_corpus_says_how_to_give_it(toy_run):
+    s = Session.load(toy_run, device="cpu")
+    with pytest.raises(CorpusError, match=r"'toy' is not a known corpus.*corpus="):
+        s.trace(split="test", length=10)
+
+
+# -- tracing texts and corpus slices ----------------------------------------------------------
+
+def test_trace_of_a_split_slice(toy_run, toy_corpus):
+    s = Session.load(toy_run, corpus=toy_corpus, device="cpu")
+    test = toy_corpus.split("test")
+    tr = s.trace(split="test", start=10, length=100, dtype=torch.float32)
+    assert tr.text == test[10:110] and tr.info["split"] == "test" and tr.info["start"] == 10
+    # the character after the slice is known, so the last position has a loss too
+    assert np.isfinite(tr["loss"]).all() and np.isfinite(tr["prob"]).all()
+    whole = s.trace(test[10:111], dtype=torch.float32)
+    np.testing.assert_allclose(tr["loss"], whole["loss"][:100], atol=1e-5)
+    np.testing.assert_allclose(tr["prob"], np.exp(-tr["loss"]), rtol=1e-5)
+    # at the end of the split nothing follows
+    end = s.trace(split="test", start=len(test) - 20, dtype=torch.float32)
+    assert end.text == test[-20:] and np.isnan(end["loss"][-1]) and np.isfinite(end["loss"][:-1]).all()
+    with pytest.raises(IndexError, match=rf"start {len(test)} is outside the test split \(0\.\.{len(test) - 1}\)"):
+        s.trace(split="test", start=len(test))
+    with pytest.raises(CorpusError, match="unknown split 'dev'"):
+        s.trace(split="dev")
+
+
+def test_trace_of_war_and_peace_test_split(wp_with_corpus):
+    s = wp_with_corpus
+    tr = s.trace(split="test", length=3000)
+    assert tr.text == s.corpus.split("test")[:3000] and len(tr.ids) == 3000
+    assert tr["layers.1.cell"].shape == (3000, 307) and tr["logits"].shape == (3000, len(s.vocab))
+    prob, loss = tr["prob"], tr["loss"]
+    assert np.isfinite(prob).all()                    # the 3001st character is known
+    assert ((prob > 0) & (prob <= 1)).all()
+    np.testing.assert_allclose(loss, -np.log(prob), rtol=1e-4, atol=1e-6)
+    assert 0.5 < loss.mean() < 2.0                    # the model card: 1.16 nats/char on test
+    assert tr.seam_deviation <= 1e-4
+    # the model reads text: most characters are among its top 5 guesses
+    hit = (tr["topk.ids"] == np.append(tr.ids[1:].numpy(), -1)[:, None]).any(1)
+    assert hit.mean() > 0.8
+
+
+def test_bad_text_is_a_clear_error(wp):
+    with pytest.raises(CorpusError, match=r"2 character\(s\) are not in this model's vocabulary: ") as err:
+        wp.trace("Prince ж Andrew € and Prince ж")
+    assert "'€'" in str(err.value) and "'ж'" in str(err.value)
+    with pytest.raises(ValueError, match="empty"):
+        wp.trace("")
+    with pytest.raises(TypeError, match="text must be a str, got bytes"):
+        wp.trace(b"Prince")
+    with pytest.raises(ValueError, match="either text or split"):
+        wp.trace("Prince", split="test")
+    with pytest.raises(ValueError, match="give a text to trace"):
+        wp.trace()
+
+
+def test_missing_layer_or_unit_in_a_session_trace(wp):
+    tr = wp.trace("Natasha laughed.")
+    with pytest.raises(KeyError, match=r"layers\.9\.cell.*2-layer LSTM.*keys: .*layers\.1\.cell"):
+        tr["layers.9.cell"]
+    with pytest.raises(IndexError, match=r"layer 9 does not exist.*layers 0\.\.1"):
+        tr.unit(9, 0)
+    with pytest.raises(IndexError, match=r"unit 307 does not exist.*units 0\.\.306"):
+        tr.unit(1, 307)
+
+
+def test_session_trace_remembers_a_grown_burn_in():
+    s = random_session("lstm", 1, width=16)
+    with torch.no_grad():
+        s.model.rnn.bias_ih_l0[16:32] = 3.0           # a long memory: 512 characters are too few
+    text = ("abc def head bad face cafe\n" * 1000)[:20000]
+    first = s.trace(text, dtype=torch.float32)
+    assert first.info["streams"] > 1 and first.info["burn_in"] > 512 and first.info["probes"] > 1
+    again = s.trace(text, dtype=torch.float32)       # starts where the first ended: one probe passes
+    assert again.info["burn_in"] == first.info["burn_in"] and again.info["probes"] == 1
+    assert again.seam_deviation <= 1e-4
+
+
+# -- predict and sample -----------------------------------------------------------------------
+
+def test_predict_top_k(wp):
+    top = wp.predict("Prince Andre")
+    assert len(top) == 5
+    chars, probs = zip(*top)
+    assert chars[0] == "w" and probs[0] > 0.9          # Prince Andrew
+    assert all(isinstance(c, str) and len(c) == 1 for c in chars) and len(set(chars)) == 5
+    assert list(probs) == sorted(probs, reverse=True)
+    assert 0 < sum(probs) <= 1 + 1e-6
+
+
+def test_predict_is_the_softmax_of_the_last_logits():
+    s = random_session()
+    ref = reference_forward(s.model, s.encode(TEXT)[None])
+    want = torch.softmax(ref["logits"][0, -1], -1)
+    top = s.predict(TEXT, top_k=3)
+    values, indices = want.topk(3)
+    assert [c for c, _ in top] == [s.vocab[i] for i in indices]
+    np.testing.assert_allclose([p for _, p in top], values.numpy(), atol=1e-6)
+    everything = s.predict(TEXT, top_k=100)            # more than the vocabulary: all of it
+    assert len(everything) == len(s.vocab)
+    assert sum(p for _, p in everything) == pytest.approx(1, abs=1e-5)
+    with pytest.raises(CorpusError, match="'Z'"):
+        s.predict("abZ")
+
+
+def test_sample_is_repeatable_with_a_seed():
+    s = random_session()
+    a = s.sample(80, prime="abc ", temperature=1.0, seed=7)
+    assert len(a) == 80 and set(a) <= set(s.vocab)
+    assert s.sample(80, prime="abc ", temperature=1.0, seed=7) == a
+    assert s.sample(80, prime="abc ", temperature=1.0, seed=8) != a
+    assert s.sample(80, prime="abc ", temperature=0.5, seed=7) != a
+    # without a seed, two samples differ
+    assert s.sample(80, prime="abc ") != s.sample(80, prime="abc ")
+
+
+def test_sample_at_low_temperature_is_greedy():
+    s = random_session(seed=2)
+    text = "bad "
+    for _ in range(15):
+        text += s.predict(text, top_k=1)[0][0]
+    assert s.sample(15, prime="bad ", temperature=1e-4, seed=0) == text[4:]
+
+
+def test_sample_validates_prime_and_temperature(wp):
+    with pytest.raises(CorpusError, match="'ж'"):
+        wp.sample(10, prime="Pierre ж")
+    with pytest.raises(ValueError, match="prime"):
+        wp.sample(10, prime="")
+    for t in (0, -1.0):
+        with pytest.raises(ValueError, match="temperature must be positive"):
+            wp.sample(10, prime="The ", temperature=t)
+
+
+# -- interventions ----------------------------------------------------------------------------
+
+def test_scale_by_one_changes_nothing():
+    s = random_session()
+    r = s.intervene(TEXT, [(0, 2), (1, 5)], mode="scale", value=1.0, from_step=0, sample_n=60)
+    assert isinstance(r, InterventionResult) and r.text == TEXT
+    n = len(TEXT)
+    assert r.loss_before.shape == r.loss_after.shape == r.loss_change.shape == (n,)
+    assert (r.loss_change[:-1] == 0).all() and np.isnan(r.loss_change[-1])
+    assert r.sample_after == r.sample_before and len(r.sample_before) == 60
+    # the sample before is what sample() gives after the text, with the same seed
+    assert r.sample_before == s.sample(60, prime=TEXT, seed=0)
+    assert "mean loss change +0.0000" in repr(r)
+
+
+def test_intervention_samples_continue_the_text_like_sample(wp):
+    text = "The old prince "
+    r = wp.intervene(text, [(1, 5)], mode="scale", value=1.0, sample_n=60, seed=4)
+    assert r.sample_before == r.sample_after == wp.sample(60, prime=text, seed=4)
+    assert (r.loss_change[:-1] == 0).all()
+
+
+def test_loss_before_is_the_plain_trace():
+    s = random_session()
+    r = s.intervene(TEXT, [(1, 5)], value=3.0, from_step=10, sample_n=5)
+    np.testing.assert_allclose(r.loss_before, s.trace(TEXT, dtype=torch.float32)["loss"], atol=1e-5)
+    assert np.isnan(r.loss_before[-1]) and np.isnan(r.loss_after[-1])
+
+
+@pytest.mark.parametrize("what", ["cell", "hidden"])
+def test_clamp_changes_nothing_before_from_step_and_something_after(what):
+    s = random_session()
+    k = 40
+    r = s.intervene(TEXT, [(1, 5), (1, 9)], what=what, mode="clamp", value=0.9, from_step=k, sample_n=100)
+    # the loss at t is about the character after t, read from the state at t: unchanged before k
+    assert (r.loss_change[:k] == 0).all()
+    assert (np.abs(r.loss_change[k:-1]) > 0).any()
+    assert r.sample_after != r.sample_before
+
+
+def test_clamped_cell_holds_its_value_from_from_step():
+    s = random_session()
+    ids, k = s.encode(TEXT), 25
+    edit = s._editor([(1, 5), (0, 3)], "cell", "clamp", 0.75, k)
+    plain = compute_trace(s.model, ids, dtype=torch.float32, method="loop", streams=1)
+    tr = compute_trace(s.model, ids, dtype=torch.float32, method="loop", edit=edit)
+    assert (tr["layers.1.cell"][k:, 5] == np.float32(0.75)).all()
+    assert (tr["layers.0.cell"][k:, 3] == np.float32(0.75)).all()
+    for key in plain:
+        if key.startswith("layers"):
+            np.testing.assert_array_equal(tr[key][:k], plain[key][:k], err_msg=key)
+    others = [u for u in range(16) if u != 5]
+    assert not np.array_equal(tr["layers.1.cell"][k:, others], plain["layers.1.cell"][k:, others])
+    # zero: the same as clamping to 0, whatever value says
+    zero = compute_trace(s.model, ids, dtype=torch.float32, edit=s._editor([(1, 5)], "cell", "zero", 5.0, k))
+    assert (zero["layers.1.cell"][k:, 5] == 0).all()
+    # scale: each step's new cell is scaled
+    half = compute_trace(s.model, ids, dtype=torch.float32, edit=s._editor([(1, 5)], "cell", "scale", 0.5, k))
+    f, i, g = (half[f"layers.1.gates.{n}"][:, 5] for n in ("forget", "input", "candidate"))
+    c = half["layers.1.cell"][:, 5]
+    np.testing.assert_allclose(c[k:], 0.5 * (f[k:] * c[k - 1:-1] + i[k:] * g[k:]), rtol=1e-5, atol=1e-7)
+
+
+def test_edit_from_a_step_after_the_text_changes_only_the_sample_from_there():
+    s = random_session()
+    n = len(TEXT)
+    r = s.intervene(TEXT, [(1, 5), (1, 9), (0, 1)], what="hidden", value=0.95, from_step=n + 5, sample_n=80)
+    assert (r.loss_change[:-1] == 0).all()
+    # sample character j is drawn from the state at step n - 1 + j: the first six are untouched
+    assert r.sample_after[:6] == r.sample_before[:6]
+    assert r.sample_after != r.sample_before
+
+
+def test_zero_is_scale_by_zero():
+    s = random_session()
+    a = s.intervene(TEXT, [(0, 4)], what="hidden", mode="zero", from_step=7, sample_n=30)
+    b = s.intervene(TEXT, [(0, 4)], what="hidden", mode="scale", value=0.0, from_step=7, sample_n=30)
+    np.testing.assert_array_equal(a.loss_after, b.loss_after)
+    assert a.sample_after == b.sample_after
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn"])
+def test_models_without_a_cell(kind):
+    s = random_session(kind)
+    with pytest.raises(ValueError, match=rf"a {kind.upper()} has no cell state: use what='hidden'"):
+        s.intervene(TEXT, [(0, 1)], what="cell")
+    r = s.intervene(TEXT, [(1, 2)], what="hidden", value=-0.5, from_step=20, sample_n=20)
+    assert (r.loss_change[:20] == 0).all() and (r.loss_change[20:-1] != 0).any()
+    tr = compute_trace(s.model, s.encode(TEXT), dtype=torch.float32,
+                       edit=s._editor([(1, 2)], "hidden", "clamp", -0.5, 20))
+    assert (tr["layers.1.hidden"][20:, 2] == np.float32(-0.5)).all()
+
+
+def test_bad_interventions_are_clear_errors():
+    s = random_session()   # 2 layers of 16
+    with pytest.raises(IndexError, match=r"layer 2 does not exist.*layers 0\.\.1"):
+        s.intervene(TEXT, [(2, 0)])
+    with pytest.raises(IndexError, match=r"layer -1 does not exist"):
+        s.intervene(TEXT, [(-1, 0)])
+    with pytest.raises(IndexError, match=r"unit 16 does not exist.*units 0\.\.15"):
+        s.intervene(TEXT, [(0, 3), (1, 16)])
+    with pytest.raises(ValueError, match=r"what must be 'cell' or 'hidden', got 'forget'"):
+        s.intervene(TEXT, [(0, 1)], what="forget")
+    with pytest.raises(ValueError, match=r"mode must be clamp, zero or scale, got 'add'"):
+        s.intervene(TEXT, [(0, 1)], mode="add")
+    with pytest.raises(TypeError, match=r"units must be a list of \(layer, unit\) pairs"):
+        s.intervene(TEXT, (1, 5))
+    with pytest.raises(TypeError, match=r"units must be a list of \(layer, unit\) pairs"):
+        s.intervene(TEXT, [])
+    with pytest.raises(CorpusError, match="'Z'"):
+        s.intervene("abZ", [(0, 1)])

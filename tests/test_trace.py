@@ -1,0 +1,472 @@
+"""lab.trace: every internal of a model over a text, held to the explicit per-step
+reference (lab.reference) for all three kinds and 1 to 3 layers, both methods, one
+stream and several; seams, burn-in growth and fallback; out-of-memory handling; and
+clear errors for what does not exist.
+
+Models here are random (init_uniform(0.3)), so that their memory is short and a few
+hundred characters of burn-in are plenty, except where a long memory is the point.
+Everything runs with one torch thread (see tests/test_train.py for why).
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import lab.trace as trace_mod
+from lab.models import CharRNN, ModelConfig
+from lab.reference import GATE_NAMES, reference_forward
+from lab.trace import Trace, compute_trace
+
+V = 7       # vocabulary size of the random models
+H = 16      # their width
+VOCAB = "abcdef\n"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def no_hang(seconds: int = 20):
+    """Turn a hang into a failure (a loop that never ends must fail, not stall the suite)."""
+    def fail(*_):
+        raise TimeoutError(f"still running after {seconds} s: the call hangs")
+    old = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def random_model(kind: str, layers: int, width: int = H, vocab: int = V, seed: int = 0) -> CharRNN:
+    torch.manual_seed(seed)
+    model = CharRNN(ModelConfig(kind, layers, width, vocab))
+    model.init_uniform(0.3, generator=torch.Generator().manual_seed(seed))
+    return model.eval()
+
+
+def long_memory_model(layers: int = 1, forget_bias: float = 8.0, seed: int = 0) -> CharRNN:
+    """An LSTM whose forget gates sit near 1 (sigmoid(8) = 0.9997): it remembers for thousands of steps."""
+    model = random_model("lstm", layers, seed=seed)
+    with torch.no_grad():
+        for layer in range(layers):
+            getattr(model.rnn, f"bias_ih_l{layer}")[H:2 * H] = forget_bias   # block 1 = forget
+    return model
+
+
+def random_ids(n: int, seed: int = 1, vocab: int = V) -> torch.Tensor:
+    return torch.randint(0, vocab, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def internal_keys(kind: str, layers: int) -> set[str]:
+    keys = set()
+    for layer in range(layers):
+        keys.add(f"layers.{layer}.hidden")
+        if kind == "lstm":
+            keys.add(f"layers.{layer}.cell")
+        keys.update(f"layers.{layer}.gates.{g}" for g in GATE_NAMES[kind])
+    return keys
+
+
+def max_error(got: np.ndarray, want: torch.Tensor) -> tuple[float, float]:
+    """max |got - want| and the scale it is judged against (max(1, max |want|))."""
+    want = want.detach().float()
+    err = (torch.from_numpy(np.asarray(got, dtype=np.float32)) - want).abs().max().item()
+    return err, max(1.0, want.abs().max().item())
+
+
+def assert_matches_reference(tr: Trace, ref: dict, tol: float = 1e-5) -> None:
+    """Every internal and the logits equal the reference to ``tol`` (relative where |values| > 1).
+
+    Cell states of a long-memory LSTM grow to hundreds, where float32 itself only holds
+    about 7 digits: there the bound is ``tol`` times the largest |value|.
+    """
+    kind, layers = tr.kind, tr.n_layers
+    assert internal_keys(kind, layers) | {"logits"} == {k for k in ref if k != "final_state"}
+    for key in sorted(internal_keys(kind, layers)) + ["logits"]:
+        err, scale = max_error(tr[key], ref[key][0])
+        assert err <= tol * scale, f"{key}: max |trace - reference| = {err:.2e} > {tol:g} x {scale:.3g}"
+
+
+def assert_final_state(tr: Trace, model, ids: torch.Tensor, tol: float = 1e-5) -> None:
+    _, state = model(ids[None])                                   # the fused kernel, one stream
+    got = tr.info["final_state"]
+    if model.cfg.kind == "lstm":
+        assert isinstance(got, tuple) and len(got) == 2
+        pairs = list(zip(got, state))
+    else:
+        pairs = [(got, state)]
+    for g, s in pairs:
+        assert tuple(g.shape) == tuple(s.shape) == (model.cfg.layers, 1, model.cfg.width)
+        err, scale = max_error(g.cpu().numpy(), s)
+        assert err <= tol * scale, f"final state off by {err:.2e}"
+
+
+# -- exact: the trace is the per-step reference ----------------------------------------------
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_trace_equals_reference_both_methods_one_and_many_streams(kind, layers):
+    model = random_model(kind, layers, seed=layers)
+    ids = random_ids(400, seed=layers)
+    ref = reference_forward(model, ids[None])
+    for method in ("fused", "loop"):
+        for streams, burn_in in ((1, 0), (4, 50)):
+            tr = compute_trace(model, ids, vocab=VOCAB, dtype=torch.float32, method=method,
+                               streams=streams, burn_in=burn_in)
+            where = f"{kind} x{layers} {method} streams={streams}"
+            # the layout asked for is the layout used (no silent fallback makes this pass)
+            assert tr.info["streams"] == streams, where
+            assert tr.info["burn_in"] == burn_in, where
+            assert tr.info["method"] == method, where
+            assert 0 <= tr.seam_deviation <= 1e-4, where
+            assert_matches_reference(tr, ref)
+            assert_final_state(tr, model, ids)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_trace_on_the_gpu_equals_the_reference(kind):
+    """The fused cuDNN path (TF32 off) against the per-step reference computed on the CPU."""
+    model = random_model(kind, 2)
+    ids = random_ids(2000)
+    ref = reference_forward(model, ids[None])
+    gpu = random_model(kind, 2).cuda()
+    for method, streams in (("fused", None), ("fused", 1), ("loop", 4)):
+        tr = compute_trace(gpu, ids, dtype=torch.float32, method=method, streams=streams, burn_in=100)
+        assert tr.info["device"].startswith("cuda")
+        assert_matches_reference(tr, ref)
+        assert_final_state(tr, model, ids)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_prob_loss_and_topk_follow_from_the_logits(kind):
+    model = random_model(kind, 2)
+    ids = random_ids(300)
+    ref = reference_forward(model, ids[None])
+    logp = torch.log_softmax(ref["logits"][0], -1)                 # (T, V)
+    tr = compute_trace(model, ids, vocab=VOCAB, dtype=torch.float32, top_k=3, streams=3, burn_in=50)
+    n = ids.numel()
+    expected = logp[torch.arange(n - 1), ids[1:]]                  # log p(actual next char)
+    assert tr["prob"].shape == tr["loss"].shape == (n,)
+    np.testing.assert_allclose(tr["loss"][:-1], -expected.numpy(), atol=1e-5)
+    np.testing.assert_allclose(tr["prob"][:-1], expected.exp().numpy(), atol=1e-5)
+    assert np.isnan(tr["prob"][-1]) and np.isnan(tr["loss"][-1])  # the next char is unknown
+    assert ((tr["prob"][:-1] > 0) & (tr["prob"][:-1] <= 1)).all()
+
+    top_ids, top_probs = tr["topk.ids"], tr["topk.probs"]
+    assert top_ids.shape == top_probs.shape == (n, 3)
+    want = logp.exp().topk(3, dim=-1)
+    np.testing.assert_array_equal(top_ids, want.indices.numpy())
+    np.testing.assert_allclose(top_probs, want.values.numpy(), atol=1e-5)
+    assert (np.diff(top_probs, axis=1) <= 0).all()
+    # the top ids carry the largest logits of the traced logits themselves
+    logits = tr["logits"]
+    picked = np.take_along_axis(logits, top_ids, 1)
+    rest = logits.copy()
+    np.put_along_axis(rest, top_ids, -np.inf, 1)
+    assert (picked[:, -1] >= rest.max(1)).all()
+
+
+def test_next_id_fills_the_last_position():
+    model = random_model("lstm", 1)
+    ids = random_ids(101)
+    full = compute_trace(model, ids, dtype=torch.float32, streams=1)
+    part = compute_trace(model, ids[:100], dtype=torch.float32, streams=1, next_id=int(ids[100]))
+    assert np.isfinite(part["prob"]).all()
+    np.testing.assert_allclose(part["loss"], full["loss"][:100], atol=1e-6)
+
+
+# -- keys, shapes, dtypes ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_keys_shapes_and_default_float16(kind):
+    model = random_model(kind, 2)
+    n = 120
+    tr = compute_trace(model, random_ids(n), text="x" * n, vocab=VOCAB)
+    assert set(tr) == internal_keys(kind, 2) | {"logits", "prob", "loss", "topk.ids", "topk.probs"}
+    assert len(tr) == len(set(tr))
+    for key in internal_keys(kind, 2):
+        assert tr[key].shape == (n, H), key
+        assert tr[key].dtype == np.float16, key
+        assert isinstance(tr[key], np.ndarray)
+    assert tr["logits"].shape == (n, V) and tr["logits"].dtype == np.float16
+    assert tr["topk.ids"].shape == tr["topk.probs"].shape == (n, 5)
+    assert tr["topk.probs"].dtype == np.float16
+    assert np.issubdtype(tr["topk.ids"].dtype, np.integer)
+    assert tr["prob"].shape == tr["loss"].shape == (n,)
+    assert tr.info["dtype"] == "float16"
+    assert tr.text == "x" * n and tr.vocab == tuple(VOCAB) and tr.kind == kind
+    # float16 is the float32 trace rounded, nothing more
+    exact = compute_trace(model, random_ids(n), dtype=torch.float32)
+    for key in sorted(internal_keys(kind, 2)) + ["logits"]:
+        np.testing.assert_allclose(tr[key].astype(np.float32), exact[key], atol=2e-3, rtol=2e-3, err_msg=key)
+    assert repr(tr).startswith(f"Trace({kind.upper()} 2x{H}")
+
+
+def test_unit_reads_one_unit():
+    model = random_model("lstm", 2)
+    tr = compute_trace(model, random_ids(80), dtype=torch.float32)
+    np.testing.assert_array_equal(tr.unit(1, 3), np.tanh(tr["layers.1.cell"][:, 3]))   # the paper's colour
+    np.testing.assert_array_equal(tr.unit(1, 3, "cell_raw"), tr["layers.1.cell"][:, 3])
+    np.testing.assert_array_equal(tr.unit(0, 5, "hidden"), tr["layers.0.hidden"][:, 5])
+    np.testing.assert_array_equal(tr.unit(0, 5, "forget"), tr["layers.0.gates.forget"][:, 5])
+
+
+# -- clear errors for what does not exist ---------------------------------------------------------
+
+def test_missing_layer_unit_and_key_are_clear_errors():
+    tr = compute_trace(random_model("lstm", 2), random_ids(50))
+    with pytest.raises(KeyError, match=r"layers\.9\.cell.*2-layer LSTM.*layers\.0\.cell.*layers\.1\.cell"):
+        tr["layers.9.cell"]
+    with pytest.raises(IndexError, match=r"layer 2 does not exist.*layers 0\.\.1"):
+        tr.unit(2, 0)
+    with pytest.raises(IndexError, match=r"layer -1 does not exist"):
+        tr.unit(-1, 0)
+    with pytest.raises(IndexError, match=rf"unit {H} does not exist.*units 0\.\.{H - 1}"):
+        tr.unit(0, H)
+    with pytest.raises(KeyError, match=r"layers\.0\.gates\.nonsense.*keys:.*layers\.0\.gates\.forget"):
+        tr.unit(0, 0, "nonsense")
+
+    gru = compute_trace(random_model("gru", 1), random_ids(50))
+    with pytest.raises(KeyError, match=r"layers\.0\.cell.*GRU.*layers\.0\.gates\.reset"):
+        gru.unit(0, 0, "cell")
+
+
+def test_bad_arguments_are_clear_errors():
+    model = random_model("lstm", 1)
+    ids = random_ids(200)
+    with pytest.raises(ValueError, match="empty"):
+        compute_trace(model, ids[:0])
+    with pytest.raises(ValueError, match="method must be 'fused' or 'loop'"):
+        compute_trace(model, ids, method="cudnn")
+    with no_hang():
+        with pytest.raises(ValueError, match="streams"):
+            compute_trace(model, ids, streams=0)
+        with pytest.raises(ValueError, match="streams"):
+            compute_trace(model, ids, streams=-2)
+        with pytest.raises(ValueError, match="burn_in"):
+            compute_trace(model, ids, streams=4, burn_in=0)   # no burn-in: the seams could never be checked
+        with pytest.raises(ValueError, match="burn_in"):
+            compute_trace(model, ids, burn_in=0)
+        with pytest.raises(ValueError, match="top_k"):
+            compute_trace(model, ids, top_k=0)
+    # one stream needs no burn-in
+    assert compute_trace(model, ids, streams=1, burn_in=0).info["streams"] == 1
+
+
+# -- seams: measured, grown, fallen back ------------------------------------------------------
+
+def test_seam_deviation_is_what_the_seams_really_differ_by():
+    """With the check switched off (tol=inf) the reported deviation matches an independent
+    computation from the reference, and the trace is then visibly off: the check has teeth."""
+    model = long_memory_model()
+    n, streams, burn = 400, 4, 20
+    ids = random_ids(n)
+    tr = compute_trace(model, ids, dtype=torch.float32, streams=streams, burn_in=burn, tol=float("inf"))
+    assert (tr.info["streams"], tr.info["burn_in"]) == (streams, burn)
+    span = n // streams
+    row_start = lambda s: max(0, s * span - burn)               # noqa: E731  (where row s begins)
+    deviations = []
+    for s in range(1, streams):
+        seam = s * span - 1                                      # last character owned by row s - 1
+        prev = reference_forward(model, ids[None, row_start(s - 1):seam + 1])
+        this = reference_forward(model, ids[None, row_start(s):seam + 1])
+        for key in ("hidden", "cell"):
+            deviations.append((prev[f"layers.0.{key}"][0, -1] - this[f"layers.0.{key}"][0, -1]).abs().max().item())
+    expected = max(deviations)
+    assert expected > 1e-2                                       # 20 characters are far too few here
+    assert tr.seam_deviation == pytest.approx(expected, rel=1e-3)
+    ref = reference_forward(model, ids[None])
+    err, _ = max_error(tr["layers.0.cell"], ref["layers.0.cell"][0])
+    assert err > 1e-3
+
+
+def test_long_memory_grows_burn_in_or_falls_back_and_stays_exact():
+    model = long_memory_model(layers=2)
+    ids = random_ids(1200)
+    tr = compute_trace(model, ids, dtype=torch.float32, burn_in=20)
+    assert tr.info["burn_in"] > 20 or tr.info["streams"] == 1
+    assert tr.seam_deviation <= 1e-4 == tr.info["tolerance"]
+    ref = reference_forward(model, ids[None])
+    assert_matches_reference(tr, ref)
+    # cells reach hundreds here, where torch's fused kernel and the per-step reference already
+    # part by ~1e-5 relative: the final state is held to the reference's
+    for got, want in zip(tr.info["final_state"], ref["final_state"]):
+        err, scale = max_error(got.cpu().numpy(), want)
+        assert err <= 1e-5 * scale, f"final state off by {err:.2e}"
+
+
+def test_medium_memory_grows_burn_in_and_keeps_several_streams():
+    """A forget bias of 1 forgets within a hundred-odd steps: the burn-in must grow from 10,
+    yet several streams remain, and every seam is within tol."""
+    model = long_memory_model(layers=1, forget_bias=1.0)
+    ids = random_ids(3000)
+    tr = compute_trace(model, ids, dtype=torch.float32, burn_in=10)
+    assert tr.info["burn_in"] > 10
+    assert tr.info["streams"] > 1
+    assert not tr.info["fell_back_to_one_stream"]
+    assert tr.seam_deviation <= 1e-4
+    # streams are exact up to what the seams differ by (here a few 1e-6)
+    assert_matches_reference(tr, reference_forward(model, ids[None]), tol=max(1e-5, tr.seam_deviation))
+    assert_final_state(tr, model, ids, tol=max(1e-5, tr.seam_deviation))
+
+
+def test_every_seam_is_verified_not_just_the_probed_ones():
+    """Only one seam is bad: a run of a 'hold' character (forget gate ~1, input gate ~0) covers
+    the burn-in of stream 2, so that stream cannot forget its zero start there. The quick probe
+    looks at 8 of the 19 seams (not seam 2); the full check must still catch it."""
+    model = random_model("lstm", 1)
+    hold = 6
+    with torch.no_grad():
+        model.rnn.weight_ih_l0[0:H, hold] = -12.0       # input gate shut
+        model.rnn.weight_ih_l0[H:2 * H, hold] = 12.0    # forget gate open: the cell is held
+    n, streams, burn = 4000, 20, 30
+    span = n // streams
+    ids = random_ids(n, vocab=hold)                      # the hold character nowhere else
+    ids[2 * span - 50:2 * span] = hold
+    probed = {int(x) for x in torch.linspace(1, streams - 1, 8)}
+    assert 2 not in probed
+    tr = compute_trace(model, ids, dtype=torch.float32, streams=streams, burn_in=burn)
+    assert tr.info["burn_in"] > burn or tr.info["streams"] == 1
+    assert tr.seam_deviation <= 1e-4
+    assert_matches_reference(tr, reference_forward(model, ids[None]))
+    # and the seam was bad indeed
+    unchecked = compute_trace(model, ids, dtype=torch.float32, streams=streams, burn_in=burn, tol=float("inf"))
+    assert unchecked.seam_deviation > 1e-2
+
+
+@pytest.mark.parametrize("method", ["fused", "loop"])
+def test_tiny_tol_falls_back_to_one_stream(method):
+    model = long_memory_model()
+    ids = random_ids(600)
+    with no_hang():
+        tr = compute_trace(model, ids, dtype=torch.float32, streams=4, burn_in=50, tol=1e-12, method=method)
+    assert tr.info["streams"] == 1 and tr.info["fell_back_to_one_stream"]
+    assert tr.seam_deviation == 0.0
+    assert_matches_reference(tr, reference_forward(model, ids[None]))
+
+
+def test_fallback_flag_only_when_it_fell_back():
+    model = long_memory_model()
+    # several streams asked for on a short text (shorter than 4 burn-ins), then given up: a fallback
+    tr = compute_trace(model, random_ids(150), dtype=torch.float32, streams=4, burn_in=50, tol=1e-12)
+    assert tr.info["streams"] == 1 and tr.info["fell_back_to_one_stream"]
+    # a text short enough for one stream from the start (5 burn-ins < 8): no fallback happened
+    tr = compute_trace(random_model("lstm", 1), random_ids(500), dtype=torch.float32, burn_in=100)
+    assert tr.info["streams"] == 1 and tr.info["probes"] == 0
+    assert not tr.info["fell_back_to_one_stream"]
+    # several streams that pass: no fallback either
+    tr = compute_trace(random_model("lstm", 1), random_ids(800), dtype=torch.float32, burn_in=50)
+    assert tr.info["streams"] > 1 and not tr.info["fell_back_to_one_stream"]
+
+
+# -- GPU out of memory, simulated -------------------------------------------------------------------
+
+def _oom_when(monkeypatch, should_fail):
+    """Make lab.trace._run_rows raise CUDA OOM whenever should_fail(rows, calls) says so."""
+    real = trace_mod._run_rows
+    calls: list[int] = []
+
+    def run_rows(model, rows, *args, **kw):
+        calls.append(rows.shape[0])
+        if should_fail(rows.shape[0], calls):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (simulated)")
+        return real(model, rows, *args, **kw)
+
+    monkeypatch.setattr(trace_mod, "_run_rows", run_rows)
+    return calls
+
+
+def _assert_same_trace(a: Trace, b: Trace) -> None:
+    assert set(a) == set(b)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=key)
+    assert a.seam_deviation == pytest.approx(b.seam_deviation, abs=1e-6)
+
+
+@pytest.mark.parametrize("method", ["fused", "loop"])
+def test_out_of_memory_once_uses_fewer_streams_at_a_time(monkeypatch, method):
+    model = random_model("lstm", 2)
+    ids = random_ids(800)
+    unsplit = compute_trace(model, ids, dtype=torch.float32, streams=8, burn_in=50, method=method)
+    calls = _oom_when(monkeypatch, lambda rows, calls: rows > 1 and sum(c > 1 for c in calls) == 1)
+    with pytest.warns(UserWarning, match=r"out of memory.*streams at a time"):
+        tr = compute_trace(model, ids, dtype=torch.float32, streams=8, burn_in=50, method=method)
+    assert sum(c > 1 for c in calls) > 1                          # it went on after the failure
+    assert tr.info["streams"] == 8
+    _assert_same_trace(tr, unsplit)
+
+
+def test_out_of_memory_above_a_few_rows_still_traces_everything(monkeypatch):
+    model = random_model("gru", 2)
+    ids = random_ids(1600)
+    unsplit = compute_trace(model, ids, dtype=torch.float32, streams=32, burn_in=40)
+    calls = _oom_when(monkeypatch, lambda rows, calls: rows > 3)
+    with pytest.warns(UserWarning, match=r"out of memory.*streams at a time"):
+        tr = compute_trace(model, ids, dtype=torch.float32, streams=32, burn_in=40)
+    assert max(c for c in calls if c <= 3) > 1                    # it did not fall to one row at a time
+    assert tr.info["streams"] == 32
+    _assert_same_trace(tr, unsplit)
+
+
+def test_out_of_memory_even_for_one_stream_is_a_clear_error(monkeypatch):
+    model = random_model("lstm", 1)
+    _oom_when(monkeypatch, lambda rows, calls: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(torch.cuda.OutOfMemoryError, match=r"one stream.*shorter text.*cpu"):
+            compute_trace(model, random_ids(300), streams=1)
+        with pytest.raises(torch.cuda.OutOfMemoryError, match=r"one stream.*shorter text.*cpu"):
+            compute_trace(model, random_ids(800), streams=8, burn_in=50)
+
+
+# -- edits (the mechanism behind interventions) ---------------------------------------------------
+
+def test_identity_edit_changes_nothing():
+    model = random_model("lstm", 2)
+    ids = random_ids(200)
+    plain = compute_trace(model, ids, dtype=torch.float32, method="loop", streams=1)
+    edited = compute_trace(model, ids, dtype=torch.float32, edit=lambda layer, t, what, v: v)
+    assert edited.info["streams"] == 1 and edited.info["method"] == "loop"
+    for key in plain:
+        np.testing.assert_array_equal(plain[key], edited[key], err_msg=key)
+
+
+def test_clamping_edit_shows_in_the_trace():
+    model = random_model("lstm", 2)
+    ids = random_ids(120)
+    plain = compute_trace(model, ids, dtype=torch.float32, method="loop", streams=1)
+
+    def clamp(layer, t, what, values):
+        if layer == 1 and what == "cell" and t >= 40:
+            values = values.clone()
+            values[:, 3] = 2.5
+        return values
+
+    tr = compute_trace(model, ids, dtype=torch.float32, edit=clamp)
+    assert (tr["layers.1.cell"][40:, 3] == 2.5).all()
+    np.testing.assert_array_equal(tr["layers.1.cell"][:40], plain["layers.1.cell"][:40])
+    np.testing.assert_array_equal(tr["layers.0.cell"], plain["layers.0.cell"])  # layer 0 feeds layer 1 only
+    # the clamped cell drives h = output * tanh(c) of that same step
+    np.testing.assert_allclose(tr["layers.1.hidden"][40:, 3],
+                               tr["layers.1.gates.output"][40:, 3] * np.tanh(2.5), rtol=1e-6)
+    assert not np.allclose(tr["logits"][40:], plain["logits"][40:])
+
+    def zero_hidden(layer, t, what, values):
+        return values * 0 if layer == 0 and what == "hidden" and t >= 10 else values
+
+    tr = compute_trace(model, ids, dtype=torch.float32, edit=zero_hidden)
+    assert (tr["layers.0.hidden"][10:] == 0).all()
+    np.testing.assert_array_equal(tr["layers.0.hidden"][:10], plain["layers.0.hidden"][:10])
