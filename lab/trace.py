@@ -144,8 +144,11 @@ def _loop_layer(kind, xp, w_hh, b_hh, h, c, edit=None, layer=0, offset=0):
     return out
 
 
-def _fused_layer(kind, xin, weights, h0, c0, window=8192):
-    """Fused kernel for the hidden states, then all gates in one batched product, cell by scan."""
+def _fused_layer(kind, xin, xp, weights, h0, c0, window=8192):
+    """Fused kernel for the hidden states, then all gates in one batched product, cell by scan.
+
+    ``xin`` (S, W, in) is the layer's input, ``xp`` (S, W, G*H) its input projection.
+    """
     w_ih, w_hh, b_ih, b_hh = weights
     S, W, _ = xin.shape
     H = w_hh.shape[1]
@@ -158,10 +161,9 @@ def _fused_layer(kind, xin, weights, h0, c0, window=8192):
     for a in range(0, W, window):  # cuDNN refuses very long sequences: windows, state carried
         h_part, state = mod(xin[:, a:a + window], state)
         hs.append(h_part)
-    hidden = torch.cat(hs, 1)                                             # (S, W, H)
+    hidden = hs[0] if len(hs) == 1 else torch.cat(hs, 1)                 # (S, W, H)
     h_prev = torch.cat([h0[:, None], hidden[:, :-1]], 1)
-    xp = (xin.reshape(S * W, -1) @ w_ih.T + b_ih).view(S, W, -1)
-    hp = (h_prev.reshape(S * W, H) @ w_hh.T + b_hh).view(S, W, -1)
+    hp = torch.addmm(b_hh, h_prev.reshape(S * W, H), w_hh.T).view(S, W, -1)   # bias in the product
     gates, _ = _gates(kind, xp, hp, h_prev)
     out = {"hidden": hidden, **gates}
     if kind == "lstm":
@@ -184,12 +186,12 @@ def _run_rows(model, rows: torch.Tensor, method: str, edit=None, state=None):
     per_layer, x = [], None
     for layer in range(L):
         w_ih, w_hh, b_ih, b_hh = _layer_weights(model.rnn, layer)
+        # layer 0's one-hot product is a column lookup: exact and V times cheaper
+        xp = (w_ih.T[rows] + b_ih) if layer == 0 else torch.addmm(b_ih, x.reshape(S * W, H), w_ih.T).view(S, W, -1)
         if method == "fused" and edit is None:
             xin = F.one_hot(rows, model.cfg.vocab_size).float() if layer == 0 else x
-            out = _fused_layer(kind, xin, (w_ih, w_hh, b_ih, b_hh), h0[layer], c0[layer])
+            out = _fused_layer(kind, xin, xp, (w_ih, w_hh, b_ih, b_hh), h0[layer], c0[layer])
         else:
-            # layer 0's one-hot product is a column lookup: exact and V times cheaper
-            xp = (w_ih.T[rows] + b_ih) if layer == 0 else (x.reshape(S * W, H) @ w_ih.T + b_ih).view(S, W, -1)
             out = _loop_layer(kind, xp, w_hh, b_hh, h0[layer], c0[layer], edit, layer)
         per_layer.append(out)
         x = out["hidden"]
@@ -245,8 +247,9 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
     probes = 0
     k, burn = layout(burn_in)
     several = k > 1  # several streams at first: ending with one is a fallback
-    # Probe a few seams first (cheap on the CPU), so that the full trace runs once.
-    while k > 1:
+    # Probe a few seams first, so that the full trace runs once. The probe runs 16 rows:
+    # worth it only when that is a small part of all rows (the CPU's cost grows with rows).
+    while k > 4 * PROBE_SEAMS:
         dev = _seam_probe(model, ids, k, burn, method)
         probes += 1
         if dev <= tol:
@@ -299,7 +302,10 @@ def _run_rows_halving(model, rows: torch.Tensor, method: str):
     return [{k: torch.cat([x[k], y[k]]) for k in x} for x, y in zip(a, b)]
 
 
-def _seam_probe(model, ids, streams, burn, method, seams: int = 8) -> float:
+PROBE_SEAMS = 8
+
+
+def _seam_probe(model, ids, streams, burn, method, seams: int = PROBE_SEAMS) -> float:
     """Largest state deviation at up to ``seams`` evenly spaced seams, from just those rows."""
     n = ids.numel()
     span, streams, starts, pos = _rows_layout(n, streams, burn)
