@@ -255,12 +255,14 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
         if dev <= tol:
             break
         k, burn = layout(burn * 2) if burn * 2 < math.ceil(n / k) else (1, 0)
+    attempts = 0
     while True:
+        attempts += 1
         result = _trace_streams(model, ids, k, burn, method, dtype, top_k, max_rows, edit, next_id, memory)
         if k == 1 or result["info"]["seam_deviation"] <= tol:
             break
         k, burn = layout(burn * 2) if burn * 2 < math.ceil(n / k) else (1, 0)
-    result["info"].update(probes=probes)
+    result["info"].update(probes=probes, attempts=attempts)  # seam probes, then full traces run
     result["info"].update(tolerance=tol, fell_back_to_one_stream=k == 1 and several)
     cfg = model.cfg
     return Trace(result["arrays"], text=text if text is not None else "", ids=ids.cpu(),

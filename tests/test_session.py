@@ -217,9 +217,11 @@ def test_session_trace_remembers_a_grown_burn_in():
         s.model.rnn.bias_ih_l0[16:32] = 3.0           # a long memory: 512 characters are too few
     text = ("abc def head bad face cafe\n" * 1000)[:20000]
     first = s.trace(text, dtype=torch.float32)
-    assert first.info["streams"] > 1 and first.info["burn_in"] > 512 and first.info["probes"] > 1
-    again = s.trace(text, dtype=torch.float32)       # starts where the first ended: one probe passes
-    assert again.info["burn_in"] == first.info["burn_in"] and again.info["probes"] == 1
+    assert first.info["streams"] > 1 and first.info["burn_in"] > 512
+    assert first.info["probes"] + first.info["attempts"] > 2   # it had to grow the burn-in
+    again = s.trace(text, dtype=torch.float32)       # starts where the first ended: no growing
+    assert again.info["burn_in"] == first.info["burn_in"] and again.info["attempts"] == 1
+    assert again.info["probes"] <= 1
     assert again.seam_deviation <= 1e-4
 
 
