@@ -63,7 +63,9 @@ class Session:
     def load(cls, name_or_path: str = "war_and_peace_lstm", device=None, corpus: Corpus | None = None) -> "Session":
         """A shipped model by name (``war_and_peace_lstm``, ``linux_kernel_lstm``) or any checkpoint path."""
         model, meta = load_model(name_or_path)
-        return cls(model, meta, device=device, corpus=corpus, name=resolve(name_or_path).stem)
+        path = resolve(name_or_path)
+        name = path.parent.name if path.stem in ("best", "last") else path.stem  # a run folder's name
+        return cls(model, meta, device=device, corpus=corpus, name=name)
 
     def __repr__(self) -> str:
         c = self.model.cfg
