@@ -1,9 +1,10 @@
-"""vurn's command line: ``python -m lab`` (or ``vurn``) train | eval | sample.
+"""vurn's command line: ``python -m lab`` (or ``vurn``) train | eval | sample | grid.
 
     python -m lab train --corpus war_and_peace --kind lstm --layers 2 --row 512 --run-dir runs/wp
     python -m lab train --run-dir runs/wp --resume
     python -m lab eval runs/wp --split test
     python -m lab sample war_and_peace_lstm -n 300 --prime "The " --temperature 0.8 --seed 1
+    python -m lab grid run grid --parallel 8 --budget 3600 && python -m lab grid collect grid
 """
 from __future__ import annotations
 
@@ -79,14 +80,25 @@ def _add_sample(sub) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda")
 
 
+def _add_grid(sub) -> None:
+    from lab.grid import add_arguments
+    add_arguments(sub.add_parser("grid", help="Table 1: train, resume and collect the 72-model grid",
+                                 description="Table 1's grid (lab.grid): list, run, collect, pack, restore."))
+
+
+def _grid(args) -> int:
+    from lab.grid import main as grid_main
+    return grid_main(args)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="vurn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_train(sub), _add_eval(sub), _add_sample(sub)
+    _add_train(sub), _add_eval(sub), _add_sample(sub), _add_grid(sub)
     args = parser.parse_args(argv)
     try:
-        return {"train": _train, "eval": _eval, "sample": _sample}[args.command](args)
+        return {"train": _train, "eval": _eval, "sample": _sample, "grid": _grid}[args.command](args)
     except (CorpusError, CheckpointError, TrainingDiverged, ValueError, FileExistsError) as e:
         print(f"vurn {args.command}: error: {e}", file=sys.stderr)
         return 2

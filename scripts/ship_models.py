@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from lab.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from lab.corpus import load_corpus  # noqa: E402
+from lab.grid import curve  # noqa: E402  (per-epoch curve from metrics.jsonl)
 from lab.pretrained import load_model  # noqa: E402
 from lab.train import evaluate  # noqa: E402
 
@@ -36,20 +36,6 @@ CANDIDATES = {
     "lk-lstm2-512-d50": ("linux_kernel", "2f4bf9ac182769895ce2429a5629f17614d4c4f9", 255, 2),
 }
 PAPER = {"war_and_peace": (1.092, "LSTM2, row 512"), "linux_kernel": (0.840, "LSTM2, row 512")}
-
-
-def curve(run: Path) -> list[dict]:
-    """Per-epoch validation loss and mean training loss from a run's metrics.jsonl."""
-    train, rows = [], []
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        if "loss" in rec:
-            train.append(rec["loss"])
-        elif "val_loss" in rec:
-            rows.append({"epoch": rec["epoch"], "step": rec["step"], "train_loss": round(statistics.mean(train), 5),
-                         "val_loss": rec["val_loss"]})
-            train = []
-    return rows
 
 
 def main(dirs: list[str]) -> None:

@@ -1,0 +1,922 @@
+"""Table 1 (paper §4.1): train, resume and collect the grid of 72 models.
+
+RNN, LSTM and GRU with 1, 2 and 3 layers, at the four rows (64, 128, 256, 512: each
+model has about the parameters of the 1-layer LSTM that wide, see
+:func:`lab.models.width_for`), on War and Peace and on the Linux kernel, each trained
+with the paper's protocol (:mod:`lab.train`). Smallest models first.
+
+:func:`run_grid` launches up to ``parallel`` ``python -m lab train`` processes at a
+time so that several models share one GPU, in ``OUT/runs/NAME``. It is resumable: a
+finished run (``summary.json`` with ``finished: true``) is skipped, an unfinished one
+(``last.safetensors``) is resumed exactly, before any new run is started. Under a wall
+budget it launches nothing that could not run ``min_seconds`` and gives every child a
+``--max-seconds`` that ends ``reserve_seconds`` before the budget, so children stop
+cleanly (whatever still runs at the budget's end is killed, and resumes from its last
+checkpoint next time). Each invocation appends a provenance record (command, commit,
+device, start and end, wall seconds, mean GPU utilisation from ``nvidia-smi``) to
+``OUT/grid_log.jsonl``; each run folder's ``grid.json`` keeps its launches.
+
+:func:`collect` turns the folder into a table (one row per model, test loss of the
+best validation checkpoint with a block-bootstrap standard error), learning curves
+and a provenance JSON. :func:`pack` and :func:`restore` move the state between short
+GPU sessions in archives of at most 15 MiB a part (``scripts/gpu_grid.sh``).
+
+Dropout (paper: chosen on validation; one search per model is out of reach) follows
+:data:`DROPOUT`: none for rows 64 and 128 (these models underfit 50 epochs of either
+corpus, and validation-based best-epoch selection already guards against the rest),
+the values chosen on validation for the 2-layer LSTM at row 512
+(``results/shipped/dropout_selection.csv``: 0.25 War and Peace, 0.3 Linux), and
+about half that at row 256. Every kind and depth of a row shares it.
+
+    >>> runs = grid_runs(vocab_sizes={"war_and_peace": 82, "linux_kernel": 98})
+    >>> len(runs), runs[0].name, runs[-1].name
+    (72, 'war_and_peace-rnn1-64', 'linux_kernel-gru3-512')
+    >>> [(r.width, r.dropout) for r in runs if r.name == "war_and_peace-lstm2-512"]
+    [(307, 0.25)]
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from lab.models import KINDS, ROWS, ModelConfig, count_parameters, width_for
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPORA = ("war_and_peace", "linux_kernel")
+LAYERS = (1, 2, 3)
+DROPOUT = {"war_and_peace": {64: 0.0, 128: 0.0, 256: 0.1, 512: 0.25},
+           "linux_kernel": {64: 0.0, 128: 0.0, 256: 0.15, 512: 0.3}}
+GRID_SET = ("corpus", "kind", "layers", "row", "dropout", "epochs")  # options the grid sets itself
+BOOTSTRAP = {"blocks": 100, "resamples": 1000, "seed": 0}
+PART_BYTES = 15 * 2 ** 20
+STATE, DONE = "grid-state.tgz", "grid-done.tgz"
+# Table 1 as recalled in DESIGN.md (test nats/char); None: the paper has no RNN at row 512
+PAPER = {
+    "war_and_peace": {64: (1.449, 1.442, 1.540, 1.446, 1.401, 1.396, 1.398, 1.373, 1.472),
+                      128: (1.277, 1.227, 1.279, 1.417, 1.286, 1.277, 1.230, 1.226, 1.253),
+                      256: (1.189, 1.137, 1.141, 1.342, 1.256, 1.239, 1.144, 1.138, 1.095),
+                      512: (1.161, 1.092, 1.082, None, None, None, 1.170, 1.201, 1.077)},
+    "linux_kernel": {64: (1.355, 1.331, 1.366, 1.407, 1.371, 1.383, 1.335, 1.298, 1.357),
+                     128: (1.149, 1.128, 1.177, 1.241, 1.120, 1.220, 1.154, 1.125, 1.150),
+                     256: (1.026, 0.972, 0.998, 1.171, 1.116, 1.116, 1.039, 0.991, 1.026),
+                     512: (0.952, 0.840, 0.846, None, None, None, 0.943, 0.861, 0.829)},
+}
+
+
+def paper_loss(corpus: str, kind: str, layers: int, row: int) -> float | None:
+    col = ("lstm", "rnn", "gru").index(kind) * 3 + layers - 1
+    return PAPER.get(corpus, {}).get(row, (None,) * 9)[col]
+
+
+# -- the listing ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GridRun:
+    """One model of the grid: its run-folder name and everything its training needs."""
+
+    name: str
+    corpus: str             # a known corpus name or a path to a text file
+    kind: str
+    layers: int
+    row: int
+    width: int
+    params: int
+    dropout: float
+    epochs: int = 50
+    options: tuple = ()     # further TrainConfig options as (key, value) pairs
+
+    def train_config(self) -> dict:
+        return {"corpus": self.corpus, "kind": self.kind, "layers": self.layers, "row": self.row,
+                "dropout": self.dropout, "epochs": self.epochs, **dict(self.options)}
+
+
+def corpus_label(corpus: str) -> str:
+    """The short name a run is named after: the known name, or the file's stem."""
+    from lab.corpus import KNOWN
+    return corpus if corpus in KNOWN else Path(corpus).stem
+
+
+def _check_corpus_arg(corpus: str) -> None:
+    from lab.corpus import KNOWN
+    if corpus not in KNOWN and not Path(corpus).is_file():
+        raise ValueError(f"unknown corpus {corpus!r}: use {' or '.join(KNOWN)}, or a path to a UTF-8 text file")
+
+
+def _vocab_size(corpus: str, data_dir=None, _cache: dict = {}) -> int:
+    key = (corpus, str(data_dir))
+    if key not in _cache:
+        from lab.corpus import load_corpus
+        _cache[key] = len(load_corpus(corpus, data_dir).vocab)
+    return _cache[key]
+
+
+def _dropout_for(dropout, corpus: str, row: int) -> float:
+    if dropout is None:
+        dropout = DROPOUT.get(corpus_label(corpus), DROPOUT["war_and_peace"])
+    if isinstance(dropout, Mapping):
+        inner = dropout.get(corpus, dropout.get(corpus_label(corpus), dropout))
+        if isinstance(inner, Mapping):
+            if row not in inner:
+                raise ValueError(f"dropout has no value for row {row} (corpus {corpus_label(corpus)})")
+            dropout = inner[row]
+        else:
+            dropout = inner
+    dropout = float(dropout)
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    return dropout
+
+
+def _check_options(options: Mapping | None) -> dict:
+    from lab.train import TrainConfig
+    options = dict(options or {})
+    known = {f.name for f in fields(TrainConfig)}
+    if set(options) - known:
+        raise ValueError(f"unknown training options {sorted(set(options) - known)}; known: {', '.join(sorted(known))}")
+    if set(options) & set(GRID_SET):
+        raise ValueError(f"the grid sets {sorted(set(options) & set(GRID_SET))} itself: use its own arguments")
+    return options
+
+
+def grid_runs(corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = KINDS, layers: Sequence[int] = LAYERS,
+              rows: Sequence[int] = ROWS, *, epochs: int = 50, dropout=None, train_options: Mapping | None = None,
+              data_dir=None, vocab_sizes: Mapping[str, int] | None = None) -> list[GridRun]:
+    """The grid's runs, smallest models first (row, then the shorter corpus, then kind, depth).
+
+    ``dropout``: None for :data:`DROPOUT`, a number for all, ``{row: p}`` or
+    ``{corpus: {row: p}}``. ``train_options`` are further :class:`lab.train.TrainConfig`
+    options for every run (an explicit ``width`` replaces the row's). ``vocab_sizes``
+    (corpus -> size) avoids reading the corpora to size the models.
+    """
+    for what, given, allowed in (("kind", kinds, KINDS), ("layers", layers, LAYERS), ("row", rows, ROWS)):
+        bad = [g for g in given if g not in allowed]
+        if bad or not given:
+            raise ValueError(f"unknown {what} {bad or 'list (empty)'}: choose from {', '.join(map(str, allowed))}")
+    if not corpora:
+        raise ValueError("no corpora given: use war_and_peace, linux_kernel or a path to a text file")
+    for c in corpora:
+        _check_corpus_arg(c)
+    if int(epochs) < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    options = _check_options(train_options)
+    runs = []
+    for ci, corpus in enumerate(corpora):
+        vocab = (vocab_sizes or {}).get(corpus) or _vocab_size(corpus, data_dir)
+        for row in rows:
+            for kind in kinds:
+                for n in layers:
+                    width = options.get("width") or width_for(kind, n, row, vocab)
+                    runs.append((row, ci, KINDS.index(kind), n, GridRun(
+                        f"{corpus_label(corpus)}-{kind}{n}-{row}", corpus, kind, n, row, width,
+                        count_parameters(ModelConfig(kind, n, width, vocab)), _dropout_for(dropout, corpus, row),
+                        int(epochs), tuple(sorted(options.items())))))
+    runs.sort(key=lambda r: r[:4])
+    names = [r[-1].name for r in runs]
+    if len(set(names)) != len(names):
+        raise ValueError("two corpora give runs of the same name: rename one of the files")
+    return [r[-1] for r in runs]
+
+
+# -- run folders ------------------------------------------------------------------------------
+
+def read_meta(path: Path) -> dict | None:
+    """A checkpoint's vurn metadata, read from its header only (no tensors), or None."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return json.loads((f.metadata() or {}).get("vurn", "null"))
+    except Exception:  # missing, truncated: the caller treats it as absent
+        return None
+
+
+def _read_json(path: Path, default=None):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return default
+
+
+def _write_json(path: Path, obj) -> None:
+    from lab.checkpoint import atomic_write
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def run_state(run_dir: Path) -> str:
+    """'finished', 'resumable', 'failed' (its last launch failed) or 'new'."""
+    summary = _read_json(run_dir / "summary.json", {})
+    if summary.get("finished"):
+        return "finished"
+    if _read_json(run_dir / "grid.json", {}).get("failed"):
+        return "failed"
+    return "resumable" if (run_dir / "last.safetensors").is_file() else "new"
+
+
+def _mismatch(run: GridRun, run_dir: Path) -> str | None:
+    """How an existing run folder's options differ from the grid's, or None."""
+    from lab.train import TrainConfig
+    want = asdict(TrainConfig.from_dict(run.train_config()))
+    meta = read_meta(run_dir / "last.safetensors")
+    if meta:
+        have = meta["train_config"]
+        diff = [k for k in want if k != "epochs" and have.get(k) != want[k]]
+    else:  # a finished run carried without last.safetensors: its summary says enough
+        have = _read_json(run_dir / "summary.json", {})
+        want = {"dropout": run.dropout, "width": run.width}
+        diff = [k for k in want if k in have and have[k] != want[k]]
+    if diff:
+        return f"{run.name}: " + ", ".join(f"{k} {have.get(k)!r} there, {want[k]!r} asked" for k in diff)
+    return None
+
+
+def curve(run: Path) -> list[dict]:
+    """Per-epoch validation loss and mean training loss from a run's metrics.jsonl."""
+    train, rows = [], []
+    for line in (Path(run) / "metrics.jsonl").read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+        if "loss" in rec:
+            train.append(rec["loss"])
+        elif "val_loss" in rec:
+            rows.append({"epoch": rec["epoch"], "step": rec["step"],
+                         "train_loss": round(statistics.mean(train), 5) if train else None,
+                         "val_loss": rec["val_loss"]})
+            train = []
+    return rows
+
+
+# -- GPU utilisation ---------------------------------------------------------------------------
+
+class GpuSampler:
+    """``nvidia-smi`` utilisation samples, once a second in the background; absent tool: no samples."""
+
+    def __init__(self, index: int | None = None, interval_ms: int = 1000, command: str = "nvidia-smi"):
+        self.cmd = [command, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", str(interval_ms)]
+        if index is not None:
+            self.cmd[1:1] = ["-i", str(index)]
+        self.samples: list[tuple[float, float]] = []
+        self.proc = None
+
+    def start(self) -> bool:
+        try:
+            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        except OSError:
+            return False
+        threading.Thread(target=self._read, daemon=True).start()
+        return True
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                self.samples.append((time.time(), float(line.strip().rstrip("%").split()[0])))
+            except (ValueError, IndexError):
+                pass
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def mean(self, start: float = -math.inf, end: float = math.inf) -> float | None:
+        values = [u for t, u in self.samples if start <= t <= end]
+        return round(statistics.mean(values), 1) if values else None
+
+
+def _device_label(device: str) -> str:
+    if device.startswith("cuda"):
+        index = device.partition(":")[2] or "0"
+        try:
+            names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                   text=True, timeout=20).stdout.splitlines()
+            return names[int(index)].strip()
+        except (OSError, subprocess.SubprocessError, IndexError, ValueError):
+            return device
+    return f"cpu ({os.cpu_count()} cores)"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# -- the runner --------------------------------------------------------------------------------
+
+@dataclass
+class _Child:
+    run: GridRun
+    proc: subprocess.Popen
+    started: float
+    max_seconds: float | None
+    resumed: bool
+    log: Any = None
+    killed: bool = False
+
+
+def _child_argv(run: GridRun, run_dir: Path, resume: bool, device, data_dir, max_seconds) -> list[str]:
+    argv = [sys.executable, "-m", "lab", "train", "--run-dir", str(run_dir), "--quiet", "--epochs", str(run.epochs)]
+    if resume:
+        argv.append("--resume")  # its own options come from last.safetensors (checked equal beforehand)
+    else:
+        for key, value in run.train_config().items():
+            if value is not None and key != "epochs":
+                argv += ["--" + key.replace("_", "-"), str(value)]
+    if device:
+        argv += ["--device", str(device)]
+    if data_dir:
+        argv += ["--data", str(data_dir)]
+    if max_seconds is not None:
+        argv += ["--max-seconds", f"{max_seconds:.3f}"]
+    return argv
+
+
+def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = KINDS,
+             layers: Sequence[int] = LAYERS, rows: Sequence[int] = ROWS, *, parallel: int = 4,
+             row_parallel: Mapping[int, int] | None = None, budget_seconds: float | None = None,
+             device: str | None = None, data_dir=None, epochs: int = 50, dropout=None,
+             train_options: Mapping | None = None, reserve_seconds: float = 30.0, min_seconds: float = 20.0,
+             child_seconds: float | None = None, threads: int | None = None, max_failures: int = 3,
+             retry_failed: bool = False, command: str | None = None, poll_seconds: float = 0.5,
+             log=print) -> dict:
+    """Train the grid's runs in ``out_dir/runs``, ``parallel`` at a time; returns a report.
+
+    ``row_parallel`` caps the processes while a run of that row is started (e.g.
+    ``{512: 3}``: fewer unfinished 512-row runs to carry between sessions).
+    ``budget_seconds``: wall budget of this call (None: none); children get
+    ``--max-seconds`` = what is left minus ``reserve_seconds`` (startup, the last
+    validation and test scoring), capped by ``child_seconds``; none starts with less
+    than ``min_seconds``. ``threads``: torch threads per child (default: CPU cores /
+    ``parallel``). After ``max_failures`` failed children nothing new is started.
+    """
+    if not isinstance(parallel, int) or parallel < 1:
+        raise ValueError(f"parallel must be a whole number >= 1, got {parallel!r}")
+    row_parallel = dict(row_parallel or {})
+    if any(not isinstance(v, int) or v < 1 for v in row_parallel.values()) or set(row_parallel) - set(ROWS):
+        raise ValueError(f"row_parallel must map rows {ROWS} to whole numbers >= 1, got {row_parallel}")
+    if budget_seconds is not None and budget_seconds <= 0:
+        raise ValueError(f"budget_seconds must be positive, got {budget_seconds}")
+    from lab.train import pick_device
+    device = str(pick_device(device))
+    runs = grid_runs(corpora, kinds, layers, rows, epochs=epochs, dropout=dropout, train_options=train_options,
+                     data_dir=data_dir)
+    out_dir = Path(out_dir)
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    states = {r.name: run_state(out_dir / "runs" / r.name) for r in runs}
+    clashes = [m for r in runs if states[r.name] != "new" and (m := _mismatch(r, out_dir / "runs" / r.name))]
+    if clashes:
+        raise ValueError(f"{out_dir} holds runs with other options ({'; '.join(clashes)}): use the same "
+                         "options (dropout, train options) or another folder")
+    report = {"finished": [], "stopped": [], "failed": [], "killed": [], "not_started": [],
+              "skipped_finished": [n for n, s in states.items() if s == "finished"],
+              "skipped_failed": [n for n, s in states.items() if s == "failed" and not retry_failed]}
+    for r in runs:  # finished earlier, but with fewer epochs than asked now: extend if it can
+        if states[r.name] == "finished" and _read_json(out_dir / "runs" / r.name / "summary.json")["epochs"] < epochs:
+            if (out_dir / "runs" / r.name / "last.safetensors").is_file():
+                states[r.name] = "resumable"
+                report["skipped_finished"].remove(r.name)
+            else:
+                log(f"grid: {r.name} finished with fewer epochs than {epochs} and has no last.safetensors: kept")
+    todo = [r for r in runs if states[r.name] in ("resumable", "new") or (states[r.name] == "failed" and retry_failed)]
+    # runs under way first: fewer unfinished runs to carry from one session to the next
+    todo.sort(key=lambda r: not (out_dir / "runs" / r.name / "last.safetensors").is_file())
+    threads = threads or max(1, (os.cpu_count() or 1) // parallel)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    start = time.time()
+    deadline = start + budget_seconds if budget_seconds else math.inf
+    started_at = _now()
+    sampler = GpuSampler(int(device.partition(":")[2] or 0)) if device.startswith("cuda") else None
+    sampling = sampler.start() if sampler else False
+    record = {"command": command or " ".join(map(shlex.quote, sys.argv)), "code_commit": _commit(),
+              "device": _device_label(device), "start": started_at, "budget_seconds": budget_seconds,
+              "parallel": parallel, "row_parallel": row_parallel, "epochs": epochs, "threads": threads,
+              "runs": [asdict(r) for r in runs]}
+    active: list[_Child] = []
+    failures = 0
+
+    def finish(child: _Child) -> None:
+        end = time.time()
+        child.log.close()
+        run_dir = out_dir / "runs" / child.run.name
+        rc = child.proc.returncode
+        outcome = ("finished" if run_state(run_dir) == "finished" else "killed" if child.killed
+                   else "stopped" if rc == 0 else "failed")
+        info = _read_json(run_dir / "grid.json", {"launches": []})
+        tail = (run_dir / "train.log").read_text(errors="replace")[-1500:] if outcome == "failed" else None
+        info["launches"].append({"start": datetime.fromtimestamp(child.started, timezone.utc).isoformat(timespec="seconds"),
+                                 "wall_s": round(end - child.started, 1), "rc": rc, "outcome": outcome,
+                                 "resumed": child.resumed, "max_seconds": child.max_seconds,
+                                 "device": record["device"], "threads": threads,
+                                 "gpu_util_mean": sampler.mean(child.started, end) if sampling else None})
+        info["wall_s"] = round(sum(x["wall_s"] for x in info["launches"]), 1)
+        info["failed"] = outcome == "failed"
+        info["error"] = tail
+        _write_json(run_dir / "grid.json", info)
+        report[outcome].append(child.run.name)
+        log(f"grid: {child.run.name} {outcome} after {end - child.started:.0f} s (rc {rc})")
+
+    try:
+        while todo or active:
+            for child in [c for c in active if c.proc.poll() is not None]:
+                active.remove(child)
+                finish(child)
+                failures += child.run.name in report["failed"]
+            now = time.time()
+            if now >= deadline and active:
+                for child in active:  # past the budget: stop what is left; it resumes from its checkpoint
+                    child.killed = True
+                    child.proc.terminate()
+                for child in active:
+                    try:
+                        child.proc.wait(15)
+                    except subprocess.TimeoutExpired:
+                        child.proc.kill()
+                        child.proc.wait()
+                continue
+            left = deadline - now - reserve_seconds
+            while todo and failures < max_failures and left >= min_seconds and \
+                    len(active) < min(parallel, row_parallel.get(todo[0].row, parallel)):
+                run = todo.pop(0)
+                run_dir = out_dir / "runs" / run.name
+                run_dir.mkdir(parents=True, exist_ok=True)
+                resume = (run_dir / "last.safetensors").is_file()
+                if not resume:  # a killed first epoch left no checkpoint: start clean
+                    for stale in ("metrics.jsonl", "best.safetensors", "summary.json"):
+                        (run_dir / stale).unlink(missing_ok=True)
+                caps = [x for x in (left, child_seconds) if x is not None and x < math.inf]
+                seconds = min(caps) if caps else None
+                argv = _child_argv(run, run_dir, resume, device, data_dir, seconds)
+                logf = open(run_dir / "train.log", "a")
+                logf.write(f"# {_now()} {' '.join(map(shlex.quote, argv))}\n")
+                logf.flush()
+                proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
+                active.append(_Child(run, proc, time.time(), seconds, resume, logf))
+                log(f"grid: {'resume' if resume else 'start'} {run.name}"
+                    + (f" for at most {seconds:.0f} s" if seconds is not None else ""))
+            if not active and todo:  # nothing can start: out of budget or too many failures
+                break
+            time.sleep(poll_seconds)
+    finally:
+        for child in active:  # interrupted (Ctrl-C): stop the children, keep their checkpoints
+            child.killed = True
+            child.proc.send_signal(signal.SIGTERM)
+        for child in active:
+            try:
+                child.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+            finish(child)
+        if sampler:
+            sampler.stop()
+        report["not_started"] = [r.name for r in todo]
+        end = time.time()
+        record.update(end=_now(), wall_s=round(end - start, 1),
+                      gpu_util_mean=sampler.mean() if sampling else None,
+                      gpu_util_samples=len(sampler.samples) if sampling else 0,
+                      **{k: v for k, v in report.items()})
+        with open(out_dir / "grid_log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+    report["wall_s"], report["gpu_util_mean"] = record["wall_s"], record["gpu_util_mean"]
+    return report
+
+
+def _commit() -> str:
+    from lab.checkpoint import code_commit
+    return code_commit()
+
+
+# -- scoring and collecting -------------------------------------------------------------------
+
+def bootstrap_se(losses, blocks: int = 100, resamples: int = 1000, seed: int = 0) -> float:
+    """Standard error of the mean loss by a block bootstrap.
+
+    The losses (in text order) are cut into ``blocks`` contiguous blocks of near-equal
+    length (``numpy.array_split``); each of ``resamples`` resamples draws ``blocks``
+    blocks with replacement (``numpy.random.default_rng(seed).integers``, all draws at
+    once, shape (resamples, blocks)) and takes the mean over their characters; the
+    result is the standard deviation (ddof 1) of those means. Blocks keep the
+    correlation between neighbouring characters that an i.i.d. bootstrap would ignore.
+
+    >>> round(bootstrap_se([1.0, 2.0] * 500, blocks=10), 6)
+    0.0
+    """
+    import numpy as np
+    x = np.asarray(losses, dtype=np.float64)
+    if x.size < blocks:
+        raise ValueError(f"{x.size} losses are too few for {blocks} blocks")
+    parts = np.array_split(x, blocks)
+    sums = np.array([p.sum() for p in parts])
+    sizes = np.array([p.size for p in parts], dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, blocks, size=(resamples, blocks))
+    return float((sums[idx].sum(1) / sizes[idx].sum(1)).std(ddof=1))
+
+
+def score_run(run_dir: Path, device=None, data_dir=None, corpora: dict | None = None, rescore: bool = False) -> dict | None:
+    """Test loss of ``best.safetensors`` and its bootstrap SE, cached in ``score.json``.
+
+    The cache holds while the best checkpoint's tensors (their sha256) and the bootstrap
+    settings are the same. None when there is neither a best checkpoint nor a cache.
+    """
+    run_dir = Path(run_dir)
+    cached = _read_json(run_dir / "score.json")
+    meta = read_meta(run_dir / "best.safetensors")
+    if cached and not rescore and cached.get("bootstrap") == BOOTSTRAP and (
+            meta is None or cached.get("best_sha256") == meta.get("tensors_sha256")):
+        return cached
+    if meta is None:
+        return cached
+    from lab.checkpoint import check_corpus, load_checkpoint
+    from lab.corpus import load_corpus
+    from lab.models import CharRNN
+    from lab.train import char_losses, pick_device
+    dev = pick_device(device)
+    corpora = {} if corpora is None else corpora
+    name = meta["train_config"]["corpus"]
+    if name not in corpora:
+        corpora[name] = load_corpus(name, data_dir)
+    check_corpus(meta, corpora[name], run_dir / "best.safetensors")
+    tensors, meta = load_checkpoint(run_dir / "best.safetensors", dev)
+    model = CharRNN(ModelConfig.from_dict(meta["model_config"])).to(dev)
+    model.load_state_dict(tensors)
+    t = time.time()
+    losses = char_losses(model, corpora[name].split_ids("test"))
+    score = {"test_loss": losses.double().mean().item(), "test_loss_se": bootstrap_se(losses.numpy(), **BOOTSTRAP),
+             "test_chars": losses.numel(), "best_epoch": meta["epoch"], "val_loss": meta.get("val_loss"),
+             "best_sha256": meta["tensors_sha256"], "bootstrap": BOOTSTRAP, "scored_on": _device_label(str(dev)),
+             "scoring_s": round(time.time() - t, 2), "scored_at": _now()}
+    _write_json(run_dir / "score.json", score)
+    return score
+
+
+COLUMNS = ["name", "corpus", "kind", "layers", "row", "width", "params", "dropout", "epochs_done", "epochs_planned",
+           "finished", "status", "best_epoch", "val_loss", "test_loss", "test_loss_se", "test_scored", "test_chars",
+           "paper_test_loss", "wall_s", "train_s", "gpu_util_mean", "device", "scored_on", "code_commit"]
+
+
+def _row(run_dir: Path, planned: dict | None, device, data_dir, corpora, rescore) -> dict:
+    summary = _read_json(run_dir / "summary.json", {})
+    last = read_meta(run_dir / "last.safetensors") or {}
+    best = read_meta(run_dir / "best.safetensors") or {}
+    grid = _read_json(run_dir / "grid.json", {})
+    cfg = last.get("train_config") or best.get("train_config") or planned or {}
+    model = last.get("model_config") or best.get("model_config")
+    finished = bool(summary.get("finished"))
+    label = corpus_label(cfg.get("corpus", summary.get("corpus", "")))
+    score = score_run(run_dir, device, data_dir, corpora, rescore)
+    launches = [x for x in grid.get("launches", []) if x.get("gpu_util_mean") is not None]
+    util = (sum(x["gpu_util_mean"] * x["wall_s"] for x in launches) / max(1e-9, sum(x["wall_s"] for x in launches))
+            if launches else None)
+    status = ("finished" if finished else "failed" if grid.get("failed") else
+              "stopped" if last else "not started" if not (run_dir / "metrics.jsonl").exists() else "killed")
+    row = {
+        "name": run_dir.name, "corpus": summary.get("corpus", label), "kind": summary.get("kind", cfg.get("kind")),
+        "layers": summary.get("layers", cfg.get("layers")), "row": summary.get("row", cfg.get("row")),
+        "width": summary.get("width", (model or {}).get("width", (planned or {}).get("width"))),
+        "params": summary.get("params", count_parameters(ModelConfig.from_dict(model)) if model
+                              else (planned or {}).get("params")),
+        "dropout": summary.get("dropout", cfg.get("dropout")),
+        "epochs_done": summary.get("epochs", last.get("epoch", 0)),
+        "epochs_planned": summary.get("epochs") if finished else cfg.get("epochs"),
+        "finished": finished, "status": status,
+        "best_epoch": (score or {}).get("best_epoch", best.get("epoch")),
+        "val_loss": (score or {}).get("val_loss", best.get("val_loss")),
+        "test_loss": (score or {}).get("test_loss"), "test_loss_se": (score or {}).get("test_loss_se"),
+        "test_scored": None if not score else "best" if finished else "best so far",
+        "test_chars": (score or {}).get("test_chars"),
+        "paper_test_loss": paper_loss(label, cfg.get("kind"), cfg.get("layers"), cfg.get("row"))
+        if cfg.get("kind") in KINDS and cfg.get("row") in ROWS else None,
+        "wall_s": grid.get("wall_s"), "train_s": summary.get("elapsed_s", last.get("elapsed_s")),
+        "gpu_util_mean": None if util is None else round(util, 1),
+        "device": summary.get("device", last.get("device")), "scored_on": (score or {}).get("scored_on"),
+        "code_commit": summary.get("code_commit", last.get("code_commit")),
+    }
+    return row
+
+
+def collect(out_dir, results_dir="results", *, device=None, data_dir=None, rescore: bool = False,
+            command: str | None = None):
+    """One row per model of ``out_dir`` (a :class:`pandas.DataFrame`, columns :data:`COLUMNS`).
+
+    With ``results_dir`` (None: write nothing) also writes ``table1.csv``,
+    ``curves/NAME.csv`` (epoch, step, mean train loss, val loss) and
+    ``table1_provenance.json`` there. Runs the grid log names but that have no folder
+    yet are rows with status 'not started'. Test losses are scored from
+    ``best.safetensors`` (best so far for an unfinished run) and cached in each run's
+    ``score.json`` (:func:`score_run`).
+    """
+    import pandas as pd
+    out_dir = Path(out_dir)
+    if not (out_dir / "runs").is_dir():
+        raise ValueError(f"{out_dir} holds no grid (no runs folder): run `python -m lab grid run {out_dir}` first")
+    sessions = [json.loads(line) for line in (out_dir / "grid_log.jsonl").read_text().splitlines() if line.strip()] \
+        if (out_dir / "grid_log.jsonl").exists() else []
+    planned = {r["name"]: r for s in sessions for r in s.get("runs", [])}
+    order = {name: i for i, name in enumerate(planned)}
+    folders = sorted((p for p in (out_dir / "runs").iterdir() if p.is_dir()),
+                     key=lambda p: (order.get(p.name, len(order)), p.name))
+    corpora: dict = {}
+    rows = [_row(p, planned.get(p.name), device, data_dir, corpora, rescore) for p in folders]
+    for name, plan in planned.items():
+        if not (out_dir / "runs" / name).is_dir():
+            rows.append({"name": name, **{k: plan.get(k) for k in ("kind", "layers", "row", "width", "params",
+                                                                    "dropout")},
+                         "corpus": corpus_label(plan["corpus"]), "epochs_done": 0, "epochs_planned": plan["epochs"],
+                         "finished": False, "status": "not started",
+                         "paper_test_loss": paper_loss(corpus_label(plan["corpus"]), plan["kind"], plan["layers"],
+                                                       plan["row"])})
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    if results_dir is not None:
+        results = Path(results_dir)
+        (results / "curves").mkdir(parents=True, exist_ok=True)
+        df.to_csv(results / "table1.csv", index=False, float_format="%.6g")
+        for p in folders:
+            if (p / "metrics.jsonl").exists() and (points := curve(p)):
+                pd.DataFrame(points).to_csv(results / "curves" / f"{p.name}.csv", index=False)
+        cuda = [s for s in sessions if s.get("gpu_util_samples")]
+        weight = sum(s["wall_s"] for s in cuda)
+        _write_json(results / "table1_provenance.json", {
+            "collected_at": _now(), "collect_command": command or " ".join(map(shlex.quote, sys.argv)),
+            "collect_commit": _commit(), "grid_dir": str(out_dir),
+            "runs": len(df), "finished": int(df["finished"].sum()), "status": df["status"].value_counts().to_dict(),
+            "training_commits": sorted({str(c) for c in df["code_commit"].dropna()}),
+            "devices": sorted({s.get("device", "?") for s in sessions} | {str(d) for d in df["device"].dropna()}),
+            "total_wall_seconds": round(sum(s.get("wall_s", 0) for s in sessions), 1),
+            "total_device_seconds": round(sum(s.get("wall_s", 0) for s in sessions
+                                              if not str(s.get("device", "cpu")).startswith("cpu")), 1),
+            "mean_gpu_utilisation": round(sum(s["gpu_util_mean"] * s["wall_s"] for s in cuda) / weight, 1)
+            if weight else None,
+            "first_start": min((s["start"] for s in sessions), default=None),
+            "last_end": max((s.get("end", "") for s in sessions), default=None),
+            "test_loss": "mean nats/char over the test split from best.safetensors (lab.train.char_losses)",
+            "bootstrap": {**BOOTSTRAP, "method": "contiguous equal blocks (numpy.array_split), resampled with "
+                                                 "replacement; SE = std (ddof 1) of the resampled means"},
+            "dropout_rule": {c: {str(k): v for k, v in d.items()} for c, d in DROPOUT.items()},
+            "sessions": [{k: v for k, v in s.items() if k != "runs"} for s in sessions],
+        })
+    return df
+
+
+# -- moving the state between GPU sessions -----------------------------------------------------
+
+def _suffixes():
+    for a in "abcdefghijklmnopqrstuvwxyz":
+        for b in "abcdefghijklmnopqrstuvwxyz":
+            yield a + b
+
+
+def _tar(out_dir: Path, members: list[Path], renamed: Sequence[tuple[Path, str]] = ()) -> bytes:
+    """A tar.gz of ``members`` (named relative to ``out_dir``) and of (file, name) pairs."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+        for m in members:
+            tar.add(m, arcname=str(m.relative_to(out_dir)))
+        for m, name in renamed:
+            tar.add(m, arcname=name)
+    return buf.getvalue()
+
+
+def _write_parts(data: bytes, dest: Path, name: str, part_bytes: int) -> list[str]:
+    for old in dest.glob(f"{name}.part-*"):
+        old.unlink()
+    parts = []
+    for i, suffix in zip(range(0, max(1, len(data)), part_bytes), _suffixes()):
+        (dest / f"{name}.part-{suffix}").write_bytes(data[i:i + part_bytes])
+        parts.append(f"{name}.part-{suffix}")
+    return parts
+
+
+def _half_copy(best: Path, into: Path) -> Path:
+    from lab.checkpoint import load_checkpoint, save_checkpoint
+    tensors, meta = load_checkpoint(best)
+    meta["weights"] = "float16 copy of best.safetensors (trained and scored in float32)"
+    target = into / best.parent.name / "best-f16.safetensors"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(target, {k: v.half() for k, v in tensors.items()}, meta)
+    return target
+
+
+def pack(out_dir, dest, *, part_bytes: int = PART_BYTES, max_parts: int = 7, max_bytes: int = 60 * 2 ** 20) -> dict:
+    """Archive a grid folder for the trip back from a GPU session, in ``part_bytes`` parts.
+
+    ``grid-state.tgz.part-*``: what the next session needs to go on (every run's
+    summary, score and launch record, and the whole folder of each unfinished run),
+    the grid log and ``results/``. ``grid-done.tgz.part-*``: the runs finished since
+    the last :func:`restore` (metrics log, train log, best weights), weights smallest
+    first while they fit ``max_parts`` and ``max_bytes`` together, then float16
+    copies (``best-f16.safetensors``); what still does not fit is listed as left out.
+    Both are plain ``tar.gz`` streams cut into pieces: ``cat X.part-* | tar xz``.
+    """
+    out_dir, dest = Path(out_dir), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    restored = set(_read_json(out_dir / "restored.json", {}).get("finished", []))
+    runs = sorted(p for p in (out_dir / "runs").iterdir() if p.is_dir()) if (out_dir / "runs").is_dir() else []
+    small = ("summary.json", "score.json", "grid.json")
+    state = [p for p in (out_dir / "grid_log.jsonl",) if p.is_file()]
+    state += sorted(p for p in (out_dir / "results").rglob("*") if p.is_file()) if (out_dir / "results").is_dir() else []
+    done_text, done_weights = [], []
+    for run in runs:
+        if run_state(run) == "finished":
+            state += [run / f for f in small if (run / f).is_file()]
+            if run.name not in restored:
+                done_text += [run / f for f in (*small, "metrics.jsonl", "train.log") if (run / f).is_file()]
+                if (run / "best.safetensors").is_file():
+                    done_weights.append(run / "best.safetensors")
+        else:
+            state += sorted(p for p in run.iterdir() if p.is_file() and not p.name.startswith("."))
+    state_bytes = _tar(out_dir, state)
+    state_parts = _write_parts(state_bytes, dest, STATE, part_bytes)
+    warnings = []
+    if len(state_bytes) > max_bytes or len(state_parts) > max_parts:
+        warnings.append(f"the state archive alone ({len(state_bytes) / 2**20:.1f} MiB, {len(state_parts)} parts) is "
+                        "over the limits: lower the parallel runs of the big rows")
+    room = max_bytes - len(state_bytes)
+    parts_left = max_parts - len(state_parts)
+    text_bytes = len(_tar(out_dir, done_text)) if done_text else 0
+    limit = min(room, parts_left * part_bytes)
+    cost = lambda f: int(f.stat().st_size * 1.002) + 1024   # noqa: E731  (weights hardly compress; tar header)
+    budget = limit - text_bytes
+    chosen, left_out = [], []
+    for w in sorted(done_weights, key=lambda p: p.stat().st_size):
+        if cost(w) <= budget:
+            chosen.append(w)
+            budget -= cost(w)
+        else:
+            left_out.append(w)
+    halves, tmp = [], out_dir / ".pack-f16"
+    for w in list(left_out):  # float16 copies of what does not fit in float32
+        if w.stat().st_size // 2 + 2048 <= budget:
+            halves.append(_half_copy(w, tmp))
+            budget -= cost(halves[-1])
+            left_out.remove(w)
+    done_parts, done_size = [], 0
+    for old in dest.glob(f"{DONE}.part-*"):
+        old.unlink()
+    while done_text or chosen or halves:
+        data = _tar(out_dir, done_text + chosen, [(h, f"runs/{h.relative_to(tmp)}") for h in halves])
+        if len(data) <= limit or not (chosen or halves):
+            done_parts, done_size = _write_parts(data, dest, DONE, part_bytes), len(data)
+            break
+        drop = max(chosen + halves, key=lambda f: f.stat().st_size)  # over after all: drop the biggest, again
+        (chosen if drop in chosen else halves).remove(drop)
+        left_out.append(out_dir / "runs" / drop.parent.name / "best.safetensors")
+    if left_out:
+        warnings.append(f"best weights left out (scores kept in score.json): {[w.parent.name for w in left_out]}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"state_parts": state_parts, "state_mib": round(len(state_bytes) / 2 ** 20, 2),
+            "done_parts": done_parts, "done_mib": round(done_size / 2 ** 20, 2),
+            "finished_now": sorted({p.parent.name for p in done_text}), "best_weights": [w.parent.name for w in chosen],
+            "float16_copies": [h.parent.name for h in halves], "left_out": [w.parent.name for w in left_out],
+            "unfinished": [r.name for r in runs if run_state(r) != "finished"], "warnings": warnings}
+
+
+def restore(out_dir, sources: Sequence) -> dict:
+    """Unpack :func:`pack`'s archives into ``out_dir``, in the order given (later wins).
+
+    ``sources``: folders holding ``*.tgz.part-*`` files (state before done within a
+    folder) or single part files. Writes ``out_dir/restored.json`` (runs finished
+    now), which :func:`pack` uses to send back only what is new.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups: list[list[Path]] = []
+    for src in map(Path, sources):
+        if src.is_dir():
+            prefixes = sorted({p.name.split(".part-")[0] for p in src.glob("*.tgz.part-*")},
+                              key=lambda n: (n != STATE, n))
+            groups += [sorted(src.glob(f"{n}.part-*")) for n in prefixes]
+        elif src.is_file() and ".part-" in src.name:
+            groups.append(sorted(src.parent.glob(src.name.split(".part-")[0] + ".part-*")))
+        else:
+            raise ValueError(f"{src} is neither a folder of *.tgz.part-* archives nor one of their parts")
+    if not groups:
+        raise ValueError(f"no *.tgz.part-* archives in {', '.join(map(str, sources))}")
+    for parts in groups:
+        data = b"".join(p.read_bytes() for p in parts)
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for m in tar.getmembers():
+                if m.name.startswith("/") or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()):
+                    raise ValueError(f"{parts[0]} holds an unsafe member {m.name!r}: not unpacked")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(out_dir, filter="data")
+            else:  # pragma: no cover - Python before 3.11.4
+                tar.extractall(out_dir)
+    runs = sorted(p for p in (out_dir / "runs").iterdir() if p.is_dir()) if (out_dir / "runs").is_dir() else []
+    finished = [r.name for r in runs if run_state(r) == "finished"]
+    _write_json(out_dir / "restored.json", {"at": _now(), "sources": [str(s) for s in sources], "finished": finished})
+    return {"archives": [str(g[0]).rsplit(".part-", 1)[0] for g in groups], "runs": len(runs), "finished": finished,
+            "unfinished": [r.name for r in runs if r.name not in finished]}
+
+
+# -- command line (python -m lab grid ...) -----------------------------------------------------
+
+def _train_option(text: str) -> tuple[str, Any]:
+    from lab.train import TrainConfig
+    key, eq, value = text.partition("=")
+    key = key.strip().replace("-", "_")
+    types = {f.name: f for f in fields(TrainConfig)}
+    if not eq or key not in types:
+        raise ValueError(f"--set wants KEY=VALUE with KEY one of {', '.join(types)}, got {text!r}")
+    typ = {"int | None": int, "float | None": float}.get(str(types[key].type)) or type(types[key].default)
+    return key, typ(value)
+
+
+def add_arguments(p) -> None:
+    """The ``grid`` subcommands: list, run, collect, pack, restore."""
+    sub = p.add_subparsers(dest="grid_command", required=True)
+
+    def selection(q):
+        q.add_argument("--corpora", nargs="+", default=list(CORPORA),
+                       help="corpora of the grid: war_and_peace, linux_kernel or paths to text files")
+        q.add_argument("--kinds", nargs="+", default=list(KINDS), help="cell types of the grid (rnn lstm gru)")
+        q.add_argument("--layers", nargs="+", type=int, default=list(LAYERS), help="depths of the grid (1 2 3)")
+        q.add_argument("--rows", nargs="+", type=int, default=list(ROWS), help="Table 1 rows (64 128 256 512)")
+        q.add_argument("--epochs", type=int, default=50, help="epochs of every run (the paper: 50)")
+        q.add_argument("--dropout", type=float, default=None,
+                       help="one dropout for every run (default: per corpus and row, see lab.grid.DROPOUT)")
+        q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
+                       help="a further training option for every run, e.g. max_train_chars=20000 (repeatable)")
+        q.add_argument("--data", default=None, help="folder holding the corpora (default: $VURN_DATA, then the cache)")
+
+    q = sub.add_parser("list", help="print the grid's runs, smallest first")
+    selection(q)
+    q = sub.add_parser("run", help="train the grid's runs (resumable)")
+    q.add_argument("out", help="grid folder: runs/NAME for every model, grid_log.jsonl")
+    selection(q)
+    q.add_argument("--parallel", type=int, default=4, help="training processes at a time (they share the GPU)")
+    q.add_argument("--row-parallel", action="append", default=[], metavar="ROW=N",
+                   help="fewer processes while starting runs of a row, e.g. 512=3 (repeatable)")
+    q.add_argument("--budget", type=float, default=None, help="wall budget in seconds for this call (default: none)")
+    q.add_argument("--reserve", type=float, default=30.0,
+                   help="seconds each child keeps before the budget's end for startup and test scoring")
+    q.add_argument("--min-seconds", type=float, default=20.0, help="start no run that would get fewer seconds")
+    q.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+    q.add_argument("--threads", type=int, default=None, help="torch threads per child (default: cores / parallel)")
+    q.add_argument("--retry-failed", action="store_true", help="launch again runs whose last launch failed")
+    q = sub.add_parser("collect", help="table1.csv, learning curves and provenance from a grid folder")
+    q.add_argument("out", help="grid folder written by `grid run`")
+    q.add_argument("--results", default="results", help="folder for table1.csv, curves/ and table1_provenance.json")
+    q.add_argument("--device", default=None, help="device that scores the test split (default: CUDA when present)")
+    q.add_argument("--data", default=None, help="folder holding the corpora (default: $VURN_DATA, then the cache)")
+    q.add_argument("--rescore", action="store_true", help="score every best checkpoint again, ignoring score.json")
+    q = sub.add_parser("pack", help="archive a grid folder in 15 MiB parts for the trip back from a GPU session")
+    q.add_argument("out", help="grid folder")
+    q.add_argument("dest", help="folder for the grid-state and grid-done parts")
+    q.add_argument("--max-parts", type=int, default=7, help="at most this many part files in all")
+    q.add_argument("--max-mib", type=float, default=60.0, help="at most this many MiB in all")
+    q = sub.add_parser("restore", help="unpack archives of earlier sessions into a grid folder, oldest first")
+    q.add_argument("out", help="grid folder to unpack into")
+    q.add_argument("sources", nargs="+", help="folders holding *.tgz.part-* files, oldest session first")
+
+
+def main(args) -> int:
+    command = " ".join(map(shlex.quote, ["python", "-m", "lab"] + sys.argv[1:]))
+    if args.grid_command in ("list", "run"):
+        options = dict(_train_option(o) for o in args.options)
+        pick = dict(corpora=args.corpora, kinds=args.kinds, layers=args.layers, rows=args.rows, epochs=args.epochs,
+                    dropout=args.dropout, train_options=options, data_dir=args.data)
+    if args.grid_command == "list":
+        for r in grid_runs(**pick):
+            print(f"{r.name:32s} width {r.width:5d}  params {r.params:9,d}  dropout {r.dropout}")
+        return 0
+    if args.grid_command == "run":
+        caps = {}
+        for text in args.row_parallel:
+            row, eq, n = text.partition("=")
+            if not eq or not row.strip().isdigit() or not n.strip().isdigit():
+                raise ValueError(f"--row-parallel wants ROW=N, e.g. 512=3, got {text!r}")
+            caps[int(row)] = int(n)
+        report = run_grid(args.out, parallel=args.parallel, row_parallel=caps, budget_seconds=args.budget,
+                          device=args.device, reserve_seconds=args.reserve, min_seconds=args.min_seconds,
+                          threads=args.threads, retry_failed=args.retry_failed, command=command, **pick)
+        print(json.dumps(report, indent=1))
+        return 0 if not report["failed"] else 1
+    if args.grid_command == "collect":
+        df = collect(args.out, args.results, device=args.device, data_dir=args.data, rescore=args.rescore,
+                     command=command)
+        with __import__("pandas").option_context("display.width", 200, "display.max_rows", 200):
+            print(df[["name", "width", "epochs_done", "status", "best_epoch", "val_loss", "test_loss",
+                      "test_loss_se", "paper_test_loss", "wall_s"]].to_string(index=False))
+        return 0
+    if args.grid_command == "pack":
+        print(json.dumps(pack(args.out, args.dest, max_parts=args.max_parts, max_bytes=int(args.max_mib * 2 ** 20)),
+                         indent=1))
+        return 0
+    print(json.dumps(restore(args.out, args.sources), indent=1))
+    return 0

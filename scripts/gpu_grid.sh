@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Train Table 1's grid (lab.grid, 72 models) on a lent GPU machine, resumably across short sessions.
+#
+# Usage: bash scripts/gpu_grid.sh DATA OUT BUDGET [PARALLEL]
+#   DATA      folder holding war_and_peace.txt and linux_kernel.txt
+#   OUT       where device_log.txt and the archive parts go (the device tool's $OUT)
+#   BUDGET    wall seconds for this whole script; keep it under the command's limit (e.g. 540 of 600)
+#   PARALLEL  training processes sharing the GPU (default 8); ROW512=N caps them while 512-row runs
+#             start (default 3: each unfinished 512-row run is ~16 MB to carry to the next session)
+# Environment:
+#   RESTORE   folder with the previous session's grid-*.tgz.part-* (default .gpu/grid-prev; absent: fresh)
+#   GRID      working grid folder (default runs/grid)     TAIL  seconds kept for scoring and packing (75)
+#   VURN_COMMIT  commit of the code (default: .gpu/commit, else git)   GRID_ARGS  more `grid run` options
+#   TINY=1    the same flow on the CPU at toy size (~1 minute): rows 64, LSTM and GRU, 1-2 layers, 2 short epochs
+#
+# A session, from the repository root here (".gpu/" is git-ignored; carry it):
+#   git rev-parse HEAD > .gpu/commit; mkdir -p .gpu/data && cp $VURN_DATA/*.txt .gpu/data/
+#   rm -rf .gpu/grid-prev && mkdir -p .gpu/grid-prev && cp PREVIOUS_FILES_AT/grid-state.tgz.part-* .gpu/grid-prev/
+#   device run, timeout_s 600, carry [".gpu/data", ".gpu/grid-prev", ".gpu/commit"]:
+#     bash scripts/gpu_grid.sh .gpu/data $OUT 540 8
+# Only grid-state parts need to travel to the next session; keep every session's files locally, then
+#   python -m lab grid restore grid SESSION1_FILES SESSION2_FILES ...   (oldest first)
+#   python -m lab grid collect grid --results results                   (results/table1.csv, curves/)
+set -uo pipefail
+DATA=$1 OUT=$2 BUDGET=$3 PARALLEL=${4:-8}
+START=$(date +%s)
+GRID=${GRID:-runs/grid} RESTORE=${RESTORE:-.gpu/grid-prev} TAIL=${TAIL:-75} ROW512=${ROW512:-3}
+PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+export PYTHONUNBUFFERED=1
+export VURN_COMMIT=${VURN_COMMIT:-$(cat .gpu/commit 2>/dev/null || git rev-parse HEAD 2>/dev/null || echo unknown)}
+mkdir -p "$OUT" "$GRID"
+LOG=$OUT/device_log.txt
+DEV=cuda; RUN_ARGS=(--row-parallel 512=$ROW512); SMOKE=(--width 32 --max-train-chars 100000)
+if [ "${TINY:-0}" = 1 ]; then
+  DEV=cpu; TAIL=${TINY_TAIL:-20}
+  RUN_ARGS=(--rows 64 --kinds lstm gru --layers 1 2 --epochs 2 --set max_train_chars=20000 --set batch=10
+            --set width=16 --reserve 5 --min-seconds 2)
+  SMOKE=(--width 8 --max-train-chars 5000 --batch 10)
+fi
+say() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$LOG"; }
+{ date -u; echo "commit $VURN_COMMIT"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | head -3
+  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; } > "$LOG" 2>&1
+
+# 1. the previous session's state, if any (unfinished runs resume exactly; finished ones are skipped)
+if compgen -G "$RESTORE/*.tgz.part-*" > /dev/null; then
+  "$PY" -m lab grid restore "$GRID" "$RESTORE" >> "$LOG" 2>&1 || { say "restore failed"; tail -20 "$LOG"; exit 3; }
+  say "restored $(ls "$RESTORE" | wc -l) parts from $RESTORE"
+fi
+# 2. a smoke run: fail in seconds, not minutes, if something is off
+rm -rf /tmp/vurn-grid-smoke
+"$PY" -m lab train --corpus war_and_peace --data "$DATA" --epochs 1 --device $DEV --run-dir /tmp/vurn-grid-smoke \
+  --quiet "${SMOKE[@]}" >> "$LOG" 2>&1 || { say "smoke run failed"; tail -30 "$LOG"; exit 3; }
+say "smoke run ok"
+# 3. train until TAIL seconds before the budget's end
+TRAIN=$(( BUDGET - ($(date +%s) - START) - TAIL ))
+if [ "$TRAIN" -gt 0 ]; then
+  say "grid run: $TRAIN s, $PARALLEL at a time"
+  # shellcheck disable=SC2086
+  "$PY" -m lab grid run "$GRID" --data "$DATA" --device $DEV --parallel "$PARALLEL" --budget "$TRAIN" \
+    "${RUN_ARGS[@]}" ${GRID_ARGS:-} > "$OUT/grid_run.txt" 2>&1
+  say "grid run exit $?"; grep -E '^grid: ' "$OUT/grid_run.txt" | tail -40 | tee -a "$LOG" > /dev/null
+  cat "$OUT/grid_run.txt" >> "$LOG"; rm -f "$OUT/grid_run.txt"
+else
+  say "no time left to train (budget $BUDGET s)"
+fi
+# 4. score every new best checkpoint here (test loss + bootstrap SE, cached in score.json), then the table
+"$PY" -m lab grid collect "$GRID" --results "$GRID/results" --device $DEV --data "$DATA" >> "$LOG" 2>&1 \
+  || say "collect failed (the runs are packed all the same)"
+# 5. pack: 7 parts at most (device_log.txt is the 8th file), 60 MiB together
+"$PY" -m lab grid pack "$GRID" "$OUT" --max-parts 7 --max-mib 60 > "$OUT/pack.json" 2>&1 || say "pack failed"
+cat "$OUT/pack.json" >> "$LOG"; rm -f "$OUT/pack.json"
+say "done"
+grep -E '^\s*(war_and_peace|linux_kernel)-' "$LOG" | tail -80
+ls -la "$OUT"
+tail -c 1500 "$LOG"

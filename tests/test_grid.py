@@ -1,0 +1,312 @@
+"""lab.grid: the Table 1 listing, the resumable runner (real ``python -m lab train``
+children on a toy corpus), collecting the table with its bootstrap errors, and the
+archives that carry a grid between GPU sessions.
+
+The toy runs are tiny (width 12, two epochs of a 6,000-character text) and run with
+one torch thread; each child costs a few seconds, mostly torch's import.
+"""
+from __future__ import annotations
+
+import doctest
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import lab.grid
+from lab.__main__ import main
+from lab.checkpoint import load_checkpoint
+from lab.corpus import load_corpus
+from lab.grid import (COLUMNS, GpuSampler, bootstrap_se, collect, grid_runs, pack, restore, run_grid, run_state,
+                      width_for)
+from lab.models import CharRNN, ModelConfig
+from lab.train import char_losses
+
+VOCAB = {"war_and_peace": 82, "linux_kernel": 98}
+TINY = {"width": 12, "batch": 4, "seq_len": 20}
+WORDS = "the quick brown fox jumps over a lazy dog ( softly ) \"quiet\" hills , and ; 1 2 3 .".split()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def toy_file(folder: Path, n: int = 6000) -> str:
+    rng = random.Random(0)
+    text = "".join(rng.choice(WORDS) + ("\n" if rng.random() < 0.1 else " ") for _ in range(n))[:n]
+    path = folder / "toy.txt"
+    path.write_text(text)
+    return str(path)
+
+
+def tiny_grid(out, corpus, kinds=("rnn", "lstm", "gru"), **kw):
+    kw = {"parallel": 2, "device": "cpu", "epochs": 2, "threads": 1, "train_options": TINY, "log": lambda *a: None,
+          **kw}
+    return run_grid(out, corpora=[corpus], kinds=kinds, layers=(1,), rows=(64,), **kw)
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    """A finished tiny grid: three runs (RNN, LSTM, GRU), two at a time."""
+    root = tmp_path_factory.mktemp("grid")
+    corpus = toy_file(root)
+    t = time.time()
+    report = tiny_grid(root / "out", corpus)
+    return {"out": root / "out", "corpus": corpus, "report": report, "seconds": time.time() - t}
+
+
+# -- the listing --------------------------------------------------------------------------------
+
+def test_listing_has_72_runs_smallest_first_with_the_rows_widths():
+    runs = grid_runs(vocab_sizes=VOCAB)
+    assert len(runs) == 72 and len({r.name for r in runs}) == 72
+    assert runs[0].name == "war_and_peace-rnn1-64" and runs[-1].name == "linux_kernel-gru3-512"
+    assert [r.row for r in runs] == sorted(r.row for r in runs)
+    for r in runs:
+        assert r.width == width_for(r.kind, r.layers, r.row, VOCAB[r.corpus])
+        assert r.name == f"{r.corpus}-{r.kind}{r.layers}-{r.row}"
+        assert r.dropout == lab.grid.DROPOUT[r.corpus][r.row]
+        lstm1 = next(x for x in runs if (x.corpus, x.kind, x.layers, x.row) == (r.corpus, "lstm", 1, r.row))
+        assert abs(r.params / lstm1.params - 1) < 0.05  # every model of a row about the 1-layer LSTM's size
+    by_name = {r.name: r for r in runs}
+    assert by_name["war_and_peace-lstm1-512"].width == 512 and by_name["war_and_peace-lstm2-512"].width == 307
+    for row in (64, 128, 256):  # within a row, the shorter corpus (War and Peace) first
+        names = [r.corpus for r in runs if r.row == row]
+        assert names == sorted(names, key=lambda c: c != "war_and_peace")
+
+
+@pytest.mark.skipif(not (Path(os.environ.get("VURN_DATA", "/nonexistent")) / "linux_kernel.txt").is_file(),
+                    reason="set VURN_DATA to the folder holding the corpora")
+def test_listing_reads_the_vocabulary_sizes_from_the_corpora():
+    runs = grid_runs(rows=(512,), kinds=("lstm",), layers=(2,))
+    assert [(r.name, r.width) for r in runs] == [("war_and_peace-lstm2-512", 307),
+                                                 ("linux_kernel-lstm2-512", width_for("lstm", 2, 512, 98))]
+
+
+def test_dropout_choices():
+    runs = grid_runs(vocab_sizes=VOCAB, rows=(64, 512), kinds=("gru",), layers=(1,), dropout={512: 0.4, 64: 0.1})
+    assert [r.dropout for r in runs] == [0.1, 0.1, 0.4, 0.4]
+    assert {r.dropout for r in grid_runs(vocab_sizes=VOCAB, dropout=0.2)} == {0.2}
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"kinds": ["lstm", "tree"]}, "unknown kind"),
+    ({"rows": [100]}, "unknown row"),
+    ({"layers": [4]}, "unknown layers"),
+    ({"corpora": ["shakespeare"]}, "unknown corpus 'shakespeare'"),
+    ({"dropout": 1.5}, "dropout must be in"),
+    ({"train_options": {"dropout": 0.1}}, "the grid sets"),
+    ({"train_options": {"colour": 1}}, "unknown training options"),
+])
+def test_bad_listing_inputs_are_clear_errors(kw, message):
+    with pytest.raises(ValueError, match=message):
+        grid_runs(**{"vocab_sizes": VOCAB, **kw})
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"parallel": 0}, "parallel must be a whole number >= 1"),
+    ({"parallel": 1.5}, "parallel must be"),
+    ({"row_parallel": {512: 0}}, "row_parallel"),
+    ({"budget_seconds": -1}, "budget_seconds must be positive"),
+    ({"kinds": ["lsmt"]}, "unknown kind"),
+])
+def test_bad_runner_inputs_are_clear_errors(tmp_path, kw, message):
+    with pytest.raises(ValueError, match=message):
+        run_grid(tmp_path / "out", **{"corpora": [toy_file(tmp_path)], "device": "cpu", **kw})
+    assert not (tmp_path / "out" / "runs").exists() or not any((tmp_path / "out" / "runs").iterdir())
+
+
+def test_bad_cli_inputs_are_one_line_errors(tmp_path, capsys):
+    assert main(["grid", "run", str(tmp_path / "out"), "--parallel", "0", "--corpora", toy_file(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vurn grid: error: parallel must be") and err.count("\n") == 1
+    assert main(["grid", "list", "--rows", "100"]) == 2
+    assert "unknown row [100]" in capsys.readouterr().err
+
+
+# -- running ------------------------------------------------------------------------------------
+
+def test_tiny_grid_runs_to_completion(done):
+    report, runs = done["report"], done["out"] / "runs"
+    assert sorted(report["finished"]) == ["toy-gru1-64", "toy-lstm1-64", "toy-rnn1-64"], report
+    assert not report["failed"] and not report["stopped"] and report["gpu_util_mean"] is None
+    for name in report["finished"]:
+        summary = json.loads((runs / name / "summary.json").read_text())
+        assert summary["finished"] and summary["epochs"] == 2 and summary["width"] == 12
+        info = json.loads((runs / name / "grid.json").read_text())
+        assert info["launches"][0]["outcome"] == "finished" and info["wall_s"] > 0
+    log = [json.loads(x) for x in (done["out"] / "grid_log.jsonl").read_text().splitlines()]
+    assert log[0]["device"].startswith("cpu") and len(log[0]["runs"]) == 3 and log[0]["end"] >= log[0]["start"]
+
+
+def test_second_invocation_skips_finished_runs(done):
+    logs = {p: p.stat().st_mtime_ns for p in (done["out"] / "runs").rglob("*")}
+    t = time.time()
+    report = tiny_grid(done["out"], done["corpus"])
+    assert sorted(report["skipped_finished"]) == sorted(done["report"]["finished"])
+    assert not report["finished"] and not report["stopped"] and time.time() - t < 5
+    assert {p: p.stat().st_mtime_ns for p in (done["out"] / "runs").rglob("*")} == logs
+
+
+def test_other_options_on_an_existing_grid_are_refused(done):
+    with pytest.raises(ValueError, match="other options .*dropout 0.0 there, 0.5 asked"):
+        tiny_grid(done["out"], done["corpus"], dropout=0.5)
+
+
+def test_no_new_work_once_the_budget_is_spent(tmp_path):
+    report = tiny_grid(tmp_path / "out", toy_file(tmp_path), budget_seconds=30, reserve_seconds=29.5, min_seconds=1)
+    assert report["not_started"] == ["toy-rnn1-64", "toy-lstm1-64", "toy-gru1-64"] and not report["finished"]
+
+
+def test_interrupted_runs_resume_in_another_session_with_the_same_losses(done, tmp_path):
+    corpus, kinds = done["corpus"], ("lstm", "gru")
+    first = tiny_grid(tmp_path / "a", corpus, kinds, child_seconds=0.01)   # each stops a few steps in
+    assert sorted(first["stopped"]) == ["toy-gru1-64", "toy-lstm1-64"], first
+    for name in first["stopped"]:
+        assert run_state(tmp_path / "a" / "runs" / name) == "resumable"
+    packed = pack(tmp_path / "a", tmp_path / "trip")       # the way back from a GPU session ...
+    assert packed["unfinished"] == ["toy-gru1-64", "toy-lstm1-64"] and not packed["done_parts"]
+    restored = restore(tmp_path / "b", [tmp_path / "trip"])  # ... and into the next one
+    assert restored["unfinished"] == ["toy-gru1-64", "toy-lstm1-64"]
+    second = tiny_grid(tmp_path / "b", corpus, kinds)
+    assert sorted(second["finished"]) == ["toy-gru1-64", "toy-lstm1-64"], second
+    for name in second["finished"]:
+        run, ref = tmp_path / "b" / "runs" / name, done["out"] / "runs" / name
+        assert json.loads((run / "grid.json").read_text())["launches"][-1]["resumed"]
+        a, b = json.loads((run / "summary.json").read_text()), json.loads((ref / "summary.json").read_text())
+        assert (a["val_loss"], a["test_loss"], a["best_epoch"]) == (b["val_loss"], b["test_loss"], b["best_epoch"])
+        assert lab.grid.curve(run) == lab.grid.curve(ref)
+
+
+def test_a_child_past_the_budget_is_killed_and_resumed_next_time(tmp_path):
+    corpus = toy_file(tmp_path)
+    report = tiny_grid(tmp_path / "out", corpus, ("lstm",), epochs=400, budget_seconds=8, reserve_seconds=0,
+                       min_seconds=0)
+    assert report["killed"] == ["toy-lstm1-64"], report
+    run = tmp_path / "out" / "runs" / "toy-lstm1-64"
+    assert json.loads((run / "grid.json").read_text())["launches"][0]["outcome"] == "killed"
+    again = tiny_grid(tmp_path / "out", corpus, ("lstm",), epochs=400, child_seconds=0.01)
+    assert again["stopped"] == ["toy-lstm1-64"]
+    resumed = json.loads((run / "grid.json").read_text())["launches"][-1]["resumed"]
+    assert resumed == (len(lab.grid.curve(run)) > 0)  # it had epochs checkpointed before the kill
+
+
+# -- collecting ---------------------------------------------------------------------------------
+
+def test_collect_writes_the_table_curves_and_provenance(done, tmp_path):
+    df = collect(done["out"], tmp_path / "results")
+    table = pd.read_csv(tmp_path / "results" / "table1.csv")
+    assert list(table.columns) == COLUMNS and len(table) == 3
+    assert table["finished"].all() and (table["test_scored"] == "best").all()
+    assert (table["epochs_done"] == 2).all() and (table["epochs_planned"] == 2).all()
+    assert (table["test_loss_se"] > 0).all() and table["paper_test_loss"].isna().all()
+    row = df.set_index("name").loc["toy-lstm1-64"]
+    run = done["out"] / "runs" / "toy-lstm1-64"
+    # the same numbers computed directly: char losses of best.safetensors, blocks resampled with seed 0
+    tensors, meta = load_checkpoint(run / "best.safetensors")
+    model = CharRNN(ModelConfig.from_dict(meta["model_config"]))
+    model.load_state_dict(tensors)
+    losses = char_losses(model, load_corpus(done["corpus"]).split_ids("test")).double().numpy()
+    assert row["test_loss"] == pytest.approx(losses.mean(), rel=1e-9)
+    assert row["test_loss"] == pytest.approx(json.loads((run / "summary.json").read_text())["test_loss"], rel=1e-5)
+    blocks = np.array_split(losses, 100)
+    draws = np.random.default_rng(0).integers(0, 100, size=(1000, 100))
+    means = [sum(blocks[i].sum() for i in d) / sum(len(blocks[i]) for i in d) for d in draws]
+    assert row["test_loss_se"] == pytest.approx(np.std(means, ddof=1), rel=1e-9)
+    assert row["test_loss_se"] == pytest.approx(bootstrap_se(losses), rel=1e-12)
+    assert row["width"] == 12 and row["best_epoch"] in (1, 2) and row["wall_s"] > 0
+    curve = pd.read_csv(tmp_path / "results" / "curves" / "toy-lstm1-64.csv")
+    assert list(curve.columns) == ["epoch", "step", "train_loss", "val_loss"] and list(curve["epoch"]) == [1, 2]
+    prov = json.loads((tmp_path / "results" / "table1_provenance.json").read_text())
+    for key in ("collect_command", "collect_commit", "devices", "first_start", "last_end", "total_device_seconds",
+                "mean_gpu_utilisation", "bootstrap", "sessions"):
+        assert key in prov
+    assert prov["bootstrap"]["seed"] == 0 and prov["finished"] == 3
+    assert json.loads((run / "score.json").read_text())["best_sha256"] == meta["tensors_sha256"]
+
+
+def test_collect_scores_an_unfinished_run_from_its_best_so_far(done, tmp_path):
+    first = tiny_grid(tmp_path / "out", done["corpus"], ("lstm",), epochs=3, child_seconds=0.01)
+    run = tmp_path / "out" / "runs" / "toy-lstm1-64"
+    assert first["stopped"] and not (run / "best.safetensors").exists()
+    df = collect(tmp_path / "out", None)
+    assert df.loc[0, "status"] == "stopped" and pd.isna(df.loc[0, "test_loss"])
+    import shutil  # give it the finished grid's first-epoch weights: a best-so-far to score
+    shutil.copy(done["out"] / "runs" / "toy-lstm1-64" / "best.safetensors", run / "best.safetensors")
+    df = collect(tmp_path / "out", None)
+    assert df.loc[0, "test_scored"] == "best so far" and df.loc[0, "test_loss_se"] > 0 and not df.loc[0, "finished"]
+
+
+def test_pack_and_restore_a_finished_grid(done, tmp_path):
+    collect(done["out"], None)  # scores cached in score.json travel with the state
+    packed = pack(done["out"], tmp_path / "trip", part_bytes=4096, max_parts=100)
+    assert len(packed["state_parts"]) >= 1 and packed["done_parts"] and not packed["left_out"]
+    assert sorted(packed["best_weights"]) == ["toy-gru1-64", "toy-lstm1-64", "toy-rnn1-64"]
+    for part in packed["state_parts"] + packed["done_parts"]:
+        assert (tmp_path / "trip" / part).stat().st_size <= 4096
+    restored = restore(tmp_path / "local", [tmp_path / "trip"])
+    assert sorted(restored["finished"]) == ["toy-gru1-64", "toy-lstm1-64", "toy-rnn1-64"]
+    a, b = collect(done["out"], None), collect(tmp_path / "local", None)
+    assert list(a["test_loss"]) == list(b["test_loss"]) and list(a["test_loss_se"]) == list(b["test_loss_se"])
+    again = pack(tmp_path / "local", tmp_path / "trip2")   # nothing finished since the restore
+    assert not again["done_parts"] and again["state_parts"]
+    state_only = restore(tmp_path / "device", [tmp_path / "trip2"])  # a later session needs only the state
+    assert sorted(state_only["finished"]) == sorted(restored["finished"])
+    assert not list((tmp_path / "device").rglob("*.safetensors"))
+
+
+def test_pack_keeps_within_its_size_limit(done, tmp_path):
+    full = pack(done["out"], tmp_path / "full")
+    bare = pack(done["out"], tmp_path / "bare", max_bytes=1)   # no room: state and logs only
+    assert bare["warnings"] and len(bare["left_out"]) == 3
+    base = sum(p.stat().st_size for p in (tmp_path / "bare").iterdir())
+    half = lab.grid._half_copy(done["out"] / "runs" / "toy-rnn1-64" / "best.safetensors", tmp_path / "half")
+    limit = base + half.stat().st_size + 1500   # room for the smallest model in float16, not in float32
+    packed = pack(done["out"], tmp_path / "trip", max_bytes=limit)
+    assert sum(p.stat().st_size for p in (tmp_path / "trip").iterdir()) <= limit
+    assert not packed["best_weights"] and packed["float16_copies"] == ["toy-rnn1-64"], packed
+    assert sorted(packed["left_out"]) == ["toy-gru1-64", "toy-lstm1-64"] and packed["warnings"]
+    restore(tmp_path / "local", [tmp_path / "trip"])
+    tensors, meta = load_checkpoint(tmp_path / "local" / "runs" / "toy-rnn1-64" / "best-f16.safetensors")
+    assert {t.dtype for t in tensors.values()} == {torch.float16} and "float16 copy" in meta["weights"]
+    assert not full["left_out"] and not full["warnings"]
+
+
+# -- pieces -------------------------------------------------------------------------------------
+
+def test_gpu_sampler_reads_nvidia_smi_and_tolerates_its_absence(tmp_path):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\nwhile true; do echo 40; echo 60; sleep 0.1; done\n")
+    fake.chmod(0o755)
+    sampler = GpuSampler(command=str(fake))
+    assert sampler.start()
+    time.sleep(0.6)
+    sampler.stop()
+    assert sampler.mean() == 50.0 and len(sampler.samples) >= 2
+    missing = GpuSampler(command=str(tmp_path / "no-such-tool"))
+    assert not missing.start() and missing.mean() is None
+    missing.stop()
+
+
+def test_bootstrap_se_shrinks_with_more_data():
+    rng = np.random.default_rng(1)
+    small, large = rng.exponential(1.0, 10_000), rng.exponential(1.0, 160_000)
+    assert bootstrap_se(small) == pytest.approx(np.std(small) / 100, rel=0.15)   # i.i.d.: sd / sqrt(n)
+    assert bootstrap_se(large) < bootstrap_se(small) / 3
+    with pytest.raises(ValueError, match="too few"):
+        bootstrap_se([1.0] * 50)
+
+
+def test_doctests():
+    result = doctest.testmod(lab.grid)
+    assert result.attempted >= 3 and result.failed == 0
