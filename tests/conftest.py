@@ -31,3 +31,14 @@ def offline_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("VURN_WAR_AND_PEACE_URL", f"{nowhere}/pg2600.txt")
     monkeypatch.setenv("VURN_LINUX_URL", f"{nowhere}/linux-6.1.tar.xz")
     return tmp_path / "xdg-cache" / "vurn"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small CPU models run many times faster on one torch thread when the machine is busy
+    (two threads on two shared cores spin-wait on each other)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -25,15 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "lab" / "pretrained"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small CPU models run many times faster on one torch thread when the machine is busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def has_corpus(name: str) -> bool:
     data = os.environ.get("VURN_DATA")
     return bool(data) and (Path(data) / f"{name}.txt").is_file()

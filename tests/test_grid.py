@@ -33,14 +33,6 @@ TINY = {"width": 12, "batch": 4, "seq_len": 20}
 WORDS = "the quick brown fox jumps over a lazy dog ( softly ) \"quiet\" hills , and ; 1 2 3 .".split()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def toy_file(folder: Path, n: int = 6000) -> str:
     rng = random.Random(0)
     text = "".join(rng.choice(WORDS) + ("\n" if rng.random() < 0.1 else " ") for _ in range(n))[:n]

@@ -22,15 +22,6 @@ from lab.reference import GATE_NAMES, reference_forward
 PAPER_VOCAB = {"war_and_peace": 82, "linux_kernel": 98}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small CPU models run many times faster on one torch thread when the machine is busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_model(kind: str, layers: int, width: int = 20, vocab: int = 11, seed: int = 0) -> CharRNN:
     gen = torch.Generator().manual_seed(seed)
     model = CharRNN(ModelConfig(kind, layers, width, vocab)).eval()

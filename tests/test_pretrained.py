@@ -20,15 +20,6 @@ from lab.train import evaluate
 SHIPPED = {"war_and_peace_lstm": "war_and_peace", "linux_kernel_lstm": "linux_kernel"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """CPU evaluation runs many times faster on one torch thread when the machine is busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def corpus_or_skip(name: str):
     data = os.environ.get("VURN_DATA")
     if not data or not (Path(data) / KNOWN[name].filename).is_file():

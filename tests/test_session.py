@@ -25,14 +25,6 @@ WORDS = "the quick brown fox jumps over a lazy dog ( softly ) on hills , and ; 1
 TOY_TEXT_CHARS = 3005
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def toy_text(n: int, seed: int = 0) -> str:
     rng = random.Random(seed)
     parts, size = [], 0

@@ -27,14 +27,6 @@ H = 16      # their width
 VOCAB = "abcdef\n"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @contextlib.contextmanager
 def no_hang(seconds: int = 20):
     """Turn a hang into a failure (a loop that never ends must fail, not stall the suite)."""

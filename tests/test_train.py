@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 import importlib
 from lab.__main__ import main
-from lab.checkpoint import CheckpointError, load_checkpoint
+from lab.checkpoint import load_checkpoint
 from lab.corpus import Corpus
 from lab.models import CharRNN, ModelConfig
 from lab.train import TrainConfig, Trainer, TrainingDiverged, char_losses, evaluate, train
@@ -45,14 +45,6 @@ def toy_text(n: int, seed: int = 0) -> str:
         parts.append(word)
         size += len(word)
     return "".join(parts)[:n]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def small_cfg(**kw) -> TrainConfig:
