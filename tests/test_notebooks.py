@@ -40,7 +40,8 @@ def test_notebook_is_committed_without_outputs(path):
 def _nbval(path: Path, cwd: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
            "-q", "--rootdir", str(cwd), str(path.relative_to(cwd))]
-    env = {**os.environ, "MPLBACKEND": "Agg", "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    # one torch thread: on two shared cores, two threads spin-wait on each other (10x slower)
+    env = {"OMP_NUM_THREADS": "1", **os.environ, "MPLBACKEND": "Agg", "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     try:
         return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired as e:

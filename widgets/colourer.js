@@ -1,10 +1,11 @@
 // The text colourer: characters coloured by one unit's value (-1 red, 0 white, +1 blue).
 // Values arrive once as float16 bytes (units x chars); moving the unit slider recolours
-// in the browser without a round trip to Python. Only the lines in view are in the DOM,
-// so a 300,000-character trace scrolls as smoothly as a short one.
+// in the browser without a round trip to Python. Only the lines in view (and a few more)
+// are in the DOM, and a scroll adds and removes only the lines that enter or leave, so a
+// 300,000-character trace scrolls as smoothly as a short one (bench/colourer_latency.py).
 
 const LINE_HEIGHT = 18;   // px; every line has the same height so the view can be virtual
-const OVERSCAN = 10;      // lines rendered above and below the visible ones
+const OVERSCAN = 5;       // lines rendered above and below the visible ones (a scroll's margin)
 
 function halfToFloat(h) {
   const s = (h & 0x8000) ? -1 : 1;
@@ -42,6 +43,9 @@ function colourOf(v, vmin, vmax) {
   return PALETTE[Math.round(t * 255)];
 }
 
+// how characters are shown: newline and tab visible, HTML's own characters escaped
+const ESCAPE = { "\n": "\u21b5", "\t": "\u2192   ", "<": "&lt;", ">": "&gt;", "&": "&amp;" };
+
 function splitLines(text) {
   // start offset of every line (a line ends after its '\n')
   const starts = [0];
@@ -51,6 +55,12 @@ function splitLines(text) {
 
 function render({ model, el }) {
   el.classList.add("vurn-colourer");
+  // JupyterLab's notebook shortcuts (command mode, selectors such as ":focus") otherwise
+  // take the arrow keys from the focused sliders and text view (preventDefault). Lumino
+  // skips shortcuts from an element with this attribute or inside one; the focused element
+  // itself is tested first, so every focusable part carries it.
+  const ownKeys = (node) => node.setAttribute("data-lm-suppress-shortcuts", "true");
+  ownKeys(el);
   const bar = document.createElement("div");
   bar.className = "vurn-bar";
   const mkSlider = (label, name) => {
@@ -59,6 +69,7 @@ function render({ model, el }) {
     const input = document.createElement("input");
     input.type = "range";
     input.className = `vurn-${name}`;
+    ownKeys(input);
     input.min = 0;
     const out = document.createElement("span");
     out.className = `vurn-${name}-value`;
@@ -74,6 +85,7 @@ function render({ model, el }) {
   const view = document.createElement("div");
   view.className = "vurn-view";
   view.tabIndex = 0;
+  ownKeys(view);
   const spacer = document.createElement("div");
   spacer.className = "vurn-spacer";
   const lines = document.createElement("div");
@@ -115,43 +127,62 @@ function render({ model, el }) {
     return model.get("loaded_unit") === unit ? 0 : -1;
   }
 
-  function paintLines() {
+  // The lines in the DOM: line index -> element, kept in order; a scroll adds and removes
+  // only the lines that enter or leave the window instead of rebuilding all of them.
+  const rendered = new Map();
+
+  function colours() {
     const row = unitRow();
-    const vmin = model.get("vmin"), vmax = model.get("vmax");
-    const base = row * nChars;
-    for (const line of lines.children) {
-      for (const span of line.children) {
-        const i = +span.dataset.i;
+    return { row, base: row * nChars, vmin: model.get("vmin"), vmax: model.get("vmax") };
+  }
+
+  function paintLines() {
+    // recolour every rendered character; spans are in text order, one per character
+    const { row, base, vmin, vmax } = colours();
+    for (const [l, line] of rendered) {
+      let i = starts[l];
+      for (let span = line.firstChild; span; span = span.nextSibling, i++) {
         span.style.backgroundColor = row < 0 ? "transparent" : colourOf(values[base + i], vmin, vmax);
       }
     }
     el.dataset.painted = (+(el.dataset.painted || 0) + 1).toString();  // for tests and benchmarks
   }
 
+  function makeLine(l, c) {
+    // one line as an HTML string (one parse instead of a DOM call per character), coloured
+    const end = l + 1 < starts.length ? starts[l + 1] : nChars;
+    let html = "";
+    for (let i = starts[l]; i < end; i++) {
+      const ch = text[i];
+      const bg = c.row < 0 ? "transparent" : colourOf(values[c.base + i], c.vmin, c.vmax);
+      const shown = ESCAPE[ch] || ch;
+      html += `<span data-i="${i}"${ch === "\n" ? ' class="vurn-nl"' : ""} style="background-color:${bg}">${shown}</span>`;
+    }
+    const line = document.createElement("div");
+    line.className = "vurn-line";
+    line.innerHTML = html;
+    return line;
+  }
+
   function buildLines(force) {
-    const top = view.scrollTop, h = view.clientHeight || 400;
+    const top = view.scrollTop, h = view.clientHeight || model.get("height");
     const a = Math.max(0, Math.floor(top / LINE_HEIGHT) - OVERSCAN);
     const b = Math.min(starts.length - 1, Math.ceil((top + h) / LINE_HEIGHT) + OVERSCAN);
     if (!force && a === firstLine && b === lastLine) return;
     firstLine = a; lastLine = b;
-    lines.style.transform = `translateY(${a * LINE_HEIGHT}px)`;
-    const frag = document.createDocumentFragment();
+    if (force) { rendered.clear(); lines.replaceChildren(); }
+    for (const [l, line] of rendered) if (l < a || l > b) { line.remove(); rendered.delete(l); }
+    const c = colours();
+    let next = lines.firstChild;   // insert new lines before the first kept one, the rest at the end
     for (let l = a; l <= b; l++) {
-      const line = document.createElement("div");
-      line.className = "vurn-line";
-      const end = l + 1 < starts.length ? starts[l + 1] : nChars;
-      for (let i = starts[l]; i < end; i++) {
-        const span = document.createElement("span");
-        span.dataset.i = i;
-        const ch = text[i];
-        span.textContent = ch === "\n" ? "\u21b5" : ch === "\t" ? "\u2192   " : ch;
-        if (ch === "\n") span.className = "vurn-nl";
-        line.append(span);
-      }
-      frag.append(line);
+      const kept = rendered.get(l);
+      if (kept) { next = kept.nextSibling; continue; }
+      const line = makeLine(l, c);
+      lines.insertBefore(line, next);
+      rendered.set(l, line);
     }
-    lines.replaceChildren(frag);
-    paintLines();
+    lines.style.transform = `translateY(${a * LINE_HEIGHT}px)`;
+    if (force) el.dataset.painted = (+(el.dataset.painted || 0) + 1).toString();
   }
 
   function syncControls() {
@@ -185,7 +216,8 @@ function render({ model, el }) {
     tip.style.top = `${evt.clientY - box.top + 12}px`;
   }
 
-  view.addEventListener("scroll", () => requestAnimationFrame(() => buildLines(false)));
+  // scroll events come once per frame, before it renders: build the new lines in that frame
+  view.addEventListener("scroll", () => buildLines(false), { passive: true });
   view.addEventListener("mousemove", (evt) => {
     const span = evt.target.closest ? evt.target.closest("span[data-i]") : null;
     if (span) showTip(span, evt); else tip.hidden = true;
@@ -204,24 +236,38 @@ function render({ model, el }) {
     model.set("selection", [Math.min(a, b), Math.max(a, b) + 1]);
     model.save_changes();
   });
-  layerInput.addEventListener("input", () => { model.set("layer", +layerInput.value); model.save_changes(); });
-  unitInput.addEventListener("input", () => { model.set("unit", +unitInput.value); model.save_changes(); });
+  // Recolour at once, tell Python after the frame is painted: sending the message (and the
+  // kernel's busy/idle replies) would otherwise delay that frame. A drag's many input
+  // events in one frame become one message.
+  let saving = false;
+  const saveAfterPaint = () => {
+    if (saving) return;
+    saving = true;
+    requestAnimationFrame(() => setTimeout(() => { saving = false; model.save_changes(); }, 0));
+  };
+  layerInput.addEventListener("input", () => { model.set("layer", +layerInput.value); saveAfterPaint(); });
+  unitInput.addEventListener("input", () => { model.set("unit", +unitInput.value); saveAfterPaint(); });
 
-  const onUnit = () => { syncControls(); paintLines(); };
-  model.on("change:unit", onUnit);
-  model.on("change:layer", syncControls);
-  model.on("change:label", syncControls);
-  model.on("change:values", () => { loadValues(); paintLines(); });
-  model.on("change:loaded_unit", paintLines);
-  model.on("change:vmin", paintLines);
-  model.on("change:vmax", paintLines);
-  model.on("change:text", () => { loadText(); loadValues(); buildLines(true); });
+  const handlers = {
+    "change:unit": () => { syncControls(); paintLines(); },
+    "change:layer": syncControls,
+    "change:label": syncControls,
+    "change:values": () => { loadValues(); paintLines(); },
+    "change:loaded_unit": paintLines,
+    "change:vmin": paintLines,
+    "change:vmax": paintLines,
+    "change:text": () => { loadText(); loadValues(); buildLines(true); },
+    "change:height": () => { view.style.height = `${model.get("height")}px`; buildLines(true); },
+  };
+  for (const [name, f] of Object.entries(handlers)) model.on(name, f);
 
   loadText();
   loadValues();
   syncControls();
   view.style.height = `${model.get("height")}px`;
   requestAnimationFrame(() => buildLines(true));
+  // a view removed from the page (output cleared, cell re-run) stops listening to the model
+  return () => { for (const [name, f] of Object.entries(handlers)) model.off(name, f); };
 }
 
 export default { render };
