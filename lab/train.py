@@ -221,6 +221,9 @@ class Trainer:
         self.saved_at: tuple[int, int] | None = None    # (epoch, step) of last.safetensors
         if resume:
             self._restore(tensors, meta)
+            # a run killed while writing a checkpoint (SIGKILL skips cleanup) leaves its temporary file
+            for stale in self.run_dir.glob(".*.safetensors.*.tmp"):
+                stale.unlink(missing_ok=True)
 
     # -- checkpoints -------------------------------------------------------------------
     def _meta(self, **extra) -> dict:

@@ -164,8 +164,11 @@ def test_resume_with_only_the_run_folder_continues_for_more_epochs(tmp_path, cap
     assert main(["train", *opts, "--epochs", "2", "--run-dir", str(tmp_path / "two")]) == 0
     assert main(["train", *opts, "--epochs", "1", "--run-dir", str(tmp_path / "one")]) == 0
     capsys.readouterr()
+    stale = tmp_path / "one" / ".last.safetensors.abc123.tmp"   # what a kill during a write leaves
+    stale.write_bytes(b"half a checkpoint")
     # the documented form: every option comes from the run itself, only --epochs changes
     assert main(["train", "--run-dir", str(tmp_path / "one"), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert not stale.exists()
     summary = json.loads(capsys.readouterr().out)
     assert summary["epochs"] == 2
     assert metrics(tmp_path / "one") == metrics(tmp_path / "two")
