@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lab.checkpoint import CheckpointError
+from lab.checkpoint import check_corpus
 from lab.corpus import KNOWN, Corpus, CorpusError, load_corpus
 from lab.pretrained import load_model, resolve
 from lab.sample import sample as _sample
@@ -74,11 +74,7 @@ class Session:
 
     # -- corpus and text ------------------------------------------------------------------
     def _check_corpus(self, corpus: Corpus) -> None:
-        if tuple(corpus.vocab) != self.vocab or corpus.sha256 != self.meta.get("corpus_sha256"):
-            raise CheckpointError(
-                f"this model was trained on {self.meta.get('corpus')!r} (sha256 "
-                f"{str(self.meta.get('corpus_sha256'))[:12]}...), not on corpus {corpus.name!r} "
-                f"(sha256 {corpus.sha256[:12]}...): load the matching corpus or another model")
+        check_corpus(self.meta, corpus, f"model {self.name or 'of this session'}")
 
     @property
     def corpus(self) -> Corpus:

@@ -127,11 +127,11 @@ def test_load_checkpoint_by_path_and_run_folder(toy_run, toy_corpus):
 
 def test_checkpoint_with_another_corpus_is_refused_naming_both(toy_run, toy_corpus):
     same_chars = Corpus.from_text("other", toy_text(TOY_TEXT_CHARS, seed=9), vocab=toy_corpus.vocab)
-    with pytest.raises(CheckpointError, match=r"trained on 'toy'.*corpus 'other'"):
+    with pytest.raises(CheckpointError, match=r"trained on corpus 'toy'.*corpus 'other'"):
         Session.load(toy_run, corpus=same_chars)
-    with pytest.raises(CheckpointError, match=r"trained on 'toy'.*corpus 'shouting'"):
+    with pytest.raises(CheckpointError, match=r"trained on corpus 'toy'.*corpus 'shouting'"):
         Session.load(toy_run, corpus=Corpus.from_text("shouting", toy_text(500).upper()))
-    with pytest.raises(CheckpointError, match=r"trained on 'war_and_peace'.*corpus 'toy'"):
+    with pytest.raises(CheckpointError, match=r"trained on corpus 'war_and_peace'.*corpus 'toy'"):
         Session.load("war_and_peace_lstm", corpus=toy_corpus)
     assert Session.load(toy_run, corpus=toy_corpus, device="cpu").corpus is toy_corpus
 
