@@ -145,6 +145,24 @@ def inside_comment(text: str) -> np.ndarray:
     return out
 
 
+def _skip(text: str, i: int, chars: str) -> int:
+    """The first index at or after ``i`` whose character is not in ``chars``."""
+    while i < len(text) and text[i] in chars:
+        i += 1
+    return i
+
+
+def _past_match(text: str, i: int, open_: str, close: str) -> int:
+    """The index just after the bracket that closes the one at ``i`` (or the end of the text)."""
+    d = 0
+    while i < len(text):
+        d += (text[i] == open_) - (text[i] == close)
+        i += 1
+        if d == 0:
+            break
+    return i
+
+
 def inside_if(text: str) -> np.ndarray:
     """True inside the condition and the braced body of C ``if`` statements.
 
@@ -153,41 +171,21 @@ def inside_if(text: str) -> np.ndarray:
     """
     out = np.zeros(len(text), dtype=bool)
     i, n = 0, len(text)
-    while True:
-        i = text.find("if", i)
-        if i < 0:
-            break
+    while (i := text.find("if", i)) >= 0:
         before = text[i - 1] if i else " "
-        j = i + 2
-        while j < n and text[j] in " \t":
-            j += 1
-        if (before.isalnum() or before == "_") or j >= n or text[j] != "(":
+        j = _skip(text, i + 2, " \t")
+        if before.isalnum() or before == "_" or j >= n or text[j] != "(":
             i += 2
             continue
-        d, k = 0, j          # the condition: match the parenthesis
-        while k < n:
-            d += (text[k] == "(") - (text[k] == ")")
-            k += 1
-            if d == 0:
-                break
-        m = k
-        while m < n and text[m] in " \t\n":
-            m += 1
-        if m < n and text[m] == "{":   # a braced body: match the brace
-            d = 0
-            while m < n:
-                d += (text[m] == "{") - (text[m] == "}")
-                m += 1
-                if d == 0:
-                    break
-            k = m
-        else:                           # one statement: to its semicolon
+        m = _skip(text, _past_match(text, j, "(", ")"), " \t\n")   # past the condition
+        if m < n and text[m] == "{":                                # a braced body
+            end = _past_match(text, m, "{", "}")
+        else:                                                       # one statement: to its semicolon
             semi = text.find(";", m)
-            k = n if semi < 0 else semi + 1
-        out[i:k] = True
+            end = n if semi < 0 else semi + 1
+        out[i:end] = True
         i += 2
     return out
-
 
 HYPOTHESES: dict[str, Callable[[str], np.ndarray]] = {
     "column": column,
@@ -269,10 +267,7 @@ def rank_trace(trace, hypothesis: str | Callable[[str], np.ndarray] | np.ndarray
     target = hypothesis(trace.text) if callable(hypothesis) else np.asarray(hypothesis)
     frames = []
     for layer in range(trace.n_layers):
-        name = {"cell": "cell", "hidden": "hidden"}.get(what, f"gates.{what}")
-        values = trace[f"layers.{layer}.{name}"].astype(np.float32)
-        values = np.tanh(values) if what == "cell" else values
-        df = rank_units(values[:-1], target[:-1], method)
+        df = rank_units(trace.values(layer, what)[:-1], target[:-1], method)
         df.insert(0, "layer", layer)
         frames.append(df)
     return pd.concat(frames).sort_values("strength", ascending=False, kind="stable").reset_index(drop=True)

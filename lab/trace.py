@@ -82,20 +82,24 @@ class Trace(Mapping):
         return (f"Trace({self.kind.upper()} {self.n_layers}x{self.width}, {len(self.text):,} chars, "
                 f"{len(self)} arrays, seam deviation {self.seam_deviation:.1e})")
 
-    def unit(self, layer: int, unit: int, what: str = "cell") -> np.ndarray:
-        """One unit's values over the text: ``what`` is cell, hidden or a gate name.
+    def values(self, layer: int, what: str = "cell", unit: int | None = None) -> np.ndarray:
+        """A layer's values as shown: (T, H) float32, or (T,) for one ``unit``.
 
-        ``cell`` gives tanh(c), the paper's colouring; ``cell_raw`` gives c itself.
+        ``what`` is cell, hidden or a gate name; ``cell`` gives tanh(c), the paper's
+        colouring, and ``cell_raw`` gives c itself.
         """
         if not 0 <= layer < self.n_layers:
             raise IndexError(f"layer {layer} does not exist: this model has layers 0..{self.n_layers - 1}")
-        if not 0 <= unit < self.width:
+        if unit is not None and not 0 <= unit < self.width:
             raise IndexError(f"unit {unit} does not exist: layers have units 0..{self.width - 1}")
-        raw = what == "cell_raw"
         name = {"cell": "cell", "cell_raw": "cell", "hidden": "hidden"}.get(what, f"gates.{what}")
-        values = self[f"layers.{layer}.{name}"][:, unit].astype(np.float32)
-        return np.tanh(values) if name == "cell" and not raw else values
+        array = self[f"layers.{layer}.{name}"]
+        array = (array if unit is None else array[:, unit]).astype(np.float32)
+        return np.tanh(array) if what == "cell" else array
 
+    def unit(self, layer: int, unit: int, what: str = "cell") -> np.ndarray:
+        """One unit's values over the text (T,): see :meth:`values`."""
+        return self.values(layer, what, unit)
 
 def _layer_weights(rnn: nn.Module, layer: int):
     return [getattr(rnn, f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
@@ -244,6 +248,10 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
         k = max(1, min(4096, n // (4 * burn))) if auto and edit is None else streams
         return (1, 0) if k == 1 else (k, burn)
 
+    def grow(k, burn):
+        """Double the burn-in; one exact stream once it would be as long as a stream's part."""
+        return layout(burn * 2) if burn * 2 < math.ceil(n / k) else (1, 0)
+
     probes = 0
     k, burn = layout(burn_in)
     several = k > 1  # several streams at first: ending with one is a fallback
@@ -254,16 +262,16 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
         probes += 1
         if dev <= tol:
             break
-        k, burn = layout(burn * 2) if burn * 2 < math.ceil(n / k) else (1, 0)
+        k, burn = grow(k, burn)
     attempts = 0
     while True:
         attempts += 1
         result = _trace_streams(model, ids, k, burn, method, dtype, top_k, max_rows, edit, next_id, memory)
         if k == 1 or result["info"]["seam_deviation"] <= tol:
             break
-        k, burn = layout(burn * 2) if burn * 2 < math.ceil(n / k) else (1, 0)
-    result["info"].update(probes=probes, attempts=attempts)  # seam probes, then full traces run
-    result["info"].update(tolerance=tol, fell_back_to_one_stream=k == 1 and several)
+        k, burn = grow(k, burn)
+    result["info"].update(probes=probes, attempts=attempts,  # seam probes, then full traces run
+                          tolerance=tol, fell_back_to_one_stream=k == 1 and several)
     cfg = model.cfg
     return Trace(result["arrays"], text=text if text is not None else "", ids=ids.cpu(),
                  vocab=vocab or [], kind=cfg.kind, layers=cfg.layers, width=cfg.width, info=result["info"])

@@ -85,10 +85,7 @@ class TextColourer(anywidget.AnyWidget):
 
     def _matrix(self) -> np.ndarray:
         """The current layer's values as (units, chars) float16 (tanh applied to the cell)."""
-        name = {"cell": "cell", "hidden": "hidden"}.get(self.what, f"gates.{self.what}")
-        m = self.trace[f"layers.{self.layer}.{name}"].astype(np.float32)
-        if self.what == "cell":
-            m = np.tanh(m)
+        m = self.trace.values(self.layer, self.what)
         return np.ascontiguousarray(m.T).astype(np.float16)
 
     def _send_values(self) -> None:
