@@ -7,7 +7,6 @@ A tiny checkpoint is trained here, on a toy corpus. Everything runs with one tor
 """
 from __future__ import annotations
 
-import random
 
 import numpy as np
 import pytest
@@ -20,19 +19,14 @@ from lab.reference import reference_forward
 from lab.session import InterventionResult, Session
 from lab.trace import Trace, compute_trace
 from lab.train import TrainConfig, train
+from tests import toy
 
 WORDS = "the quick brown fox jumps over a lazy dog ( softly ) on hills , and ; 1 2 3 .".split()
 TOY_TEXT_CHARS = 3005
 
 
 def toy_text(n: int, seed: int = 0) -> str:
-    rng = random.Random(seed)
-    parts, size = [], 0
-    while size < n:
-        word = rng.choice(WORDS) + ("\n" if rng.random() < 0.1 else " ")
-        parts.append(word)
-        size += len(word)
-    return "".join(parts)[:n]
+    return toy.toy_text(n, seed, WORDS)
 
 
 @pytest.fixture(scope="module")

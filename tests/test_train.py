@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -29,22 +28,10 @@ from lab.checkpoint import load_checkpoint
 from lab.corpus import Corpus
 from lab.models import CharRNN, ModelConfig
 from lab.train import TrainConfig, Trainer, TrainingDiverged, char_losses, evaluate, train
+from tests.toy import toy_text
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = importlib.import_module("lab.train")  # `lab.train` itself is the train() function
-WORDS = ("the quick brown fox jumps over a lazy dog while rain falls ( softly ) on "
-         "\"quiet\" hills , and ; we count 1 2 3 .").split()
-
-
-def toy_text(n: int, seed: int = 0) -> str:
-    """Word salad with some structure (brackets, quotes, lines), exactly ``n`` characters."""
-    rng = random.Random(seed)
-    parts, size = [], 0
-    while size < n:
-        word = rng.choice(WORDS) + ("\n" if rng.random() < 0.1 else " ")
-        parts.append(word)
-        size += len(word)
-    return "".join(parts)[:n]
 
 
 def small_cfg(**kw) -> TrainConfig:
