@@ -173,15 +173,8 @@ class Corpus:
         >>> c.encode("cab").tolist()
         [2, 0, 1]
         """
-        index = self.index
-        try:
-            return torch.tensor([index[ch] for ch in text], dtype=torch.long)
-        except KeyError:
-            unknown = sorted(set(text) - set(index))
-            shown = ", ".join(repr(ch) for ch in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-            raise CorpusError(
-                f"{len(unknown)} character(s) are not in the vocabulary of corpus {self.name!r}: {shown}. "
-                "Remove or replace them, or use a model trained on a corpus that has them.") from None
+        return encode_chars(text, self.index, f"the vocabulary of corpus {self.name!r}",
+                            "Remove or replace them, or use a model trained on a corpus that has them.")
 
     def decode(self, ids) -> str:
         """Vocabulary indices (any iterable of ints or a tensor) back to text."""
@@ -197,6 +190,20 @@ class Corpus:
             object.__setattr__(self, "_ids", ids)
         a, b = self.bounds(split)
         return ids[a:b]
+
+
+def encode_chars(text: str, index: dict[str, int], whose: str, advice: str = "Remove or replace them.") -> torch.Tensor:
+    """``text`` as ids through ``index``; characters it lacks are a :class:`CorpusError` naming them.
+
+    >>> encode_chars("ba", {"a": 0, "b": 1}, "this vocabulary").tolist()
+    [1, 0]
+    """
+    try:
+        return torch.tensor([index[ch] for ch in text], dtype=torch.long)
+    except KeyError:
+        unknown = sorted(set(text) - set(index))
+        shown = ", ".join(repr(ch) for ch in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        raise CorpusError(f"{len(unknown)} character(s) are not in {whose}: {shown}. {advice}") from None
 
 
 def find_corpus_file(name: str, data_dir: str | os.PathLike | None = None) -> Path | None:

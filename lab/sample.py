@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from lab.corpus import encode_chars
+
 
 @torch.no_grad()
 def sample(model, vocab, n: int, prime: str = "\n", temperature: float = 1.0, seed: int | None = None) -> str:
@@ -21,11 +23,7 @@ def sample(model, vocab, n: int, prime: str = "\n", temperature: float = 1.0, se
         raise ValueError(f"temperature must be positive, got {temperature}")
     if not prime:
         raise ValueError("prime must hold at least one character")
-    index = {ch: i for i, ch in enumerate(vocab)}
-    unknown = sorted(set(prime) - set(index))
-    if unknown:
-        raise ValueError(f"the prime holds characters outside the model's vocabulary: "
-                         f"{', '.join(map(repr, unknown))}")
+    ids = encode_chars(prime, {ch: i for i, ch in enumerate(vocab)}, "the model's vocabulary (in the prime)")
     device = model.head.weight.device
     gen = torch.Generator(device="cpu")
     if seed is not None:
@@ -33,7 +31,7 @@ def sample(model, vocab, n: int, prime: str = "\n", temperature: float = 1.0, se
     else:
         gen.seed()  # a fresh generator starts from a fixed seed: without this every sample is the same
     model.eval()
-    x = torch.tensor([[index[ch] for ch in prime]], device=device)
+    x = ids[None].to(device)
     logits, state = model(x)
     out = []
     for _ in range(n):

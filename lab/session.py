@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lab.checkpoint import check_corpus
-from lab.corpus import KNOWN, Corpus, CorpusError, load_corpus
+from lab.corpus import KNOWN, Corpus, CorpusError, encode_chars, load_corpus
 from lab.pretrained import load_model, resolve
 from lab.sample import sample as _sample
 from lab.trace import Trace, compute_trace
@@ -95,12 +95,7 @@ class Session:
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         if not text:
             raise ValueError("the text is empty: give at least one character")
-        unknown = sorted(set(text) - set(self._index))
-        if unknown:
-            shown = ", ".join(repr(ch) for ch in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-            raise CorpusError(f"{len(unknown)} character(s) are not in this model's vocabulary: {shown}. "
-                              "Remove or replace them.")
-        return torch.tensor([self._index[ch] for ch in text], dtype=torch.long)
+        return encode_chars(text, self._index, "this model's vocabulary")
 
     def split_text(self, split: str, start: int = 0, length: int | None = None) -> str:
         """A slice of a split of the corpus: ``split_text("test", 0, 5000)``."""

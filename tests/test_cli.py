@@ -154,7 +154,7 @@ def test_missing_checkpoint_is_a_one_line_error(tmp_path):
 def test_prime_outside_the_vocabulary_is_a_one_line_error():
     done = vurn("sample", "war_and_peace_lstm", "--prime", "Caf\u00e9 \u20ac5 {x}")
     line = assert_one_line_error(done, command="sample")
-    assert "outside the model's vocabulary: '{', '}', '\u20ac'" in line
+    assert "3 character(s) are not in the model's vocabulary (in the prime): '{', '}', '\u20ac'" in line
 
 
 def test_unknown_corpus_is_a_one_line_error(tmp_path):
