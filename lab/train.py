@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lab.checkpoint import CheckpointError, check_corpus, code_commit, load_checkpoint, save_checkpoint
+from lab.checkpoint import (CheckpointError, atomic_write, check_corpus, code_commit, load_checkpoint,
+                            save_checkpoint)
 from lab.corpus import Corpus, load_corpus
 from lab.models import CharRNN, ModelConfig, detach_state, width_for
 
@@ -299,7 +300,6 @@ class Trainer:
             at = rec.get("step", 0)
             if at < step or (at == step and (epoch_done or "val_loss" not in rec)):
                 keep.append(line)
-        from lab.checkpoint import atomic_write
         atomic_write(log, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in keep)))
 
     def _log(self, records: list[dict]) -> None:
