@@ -17,6 +17,7 @@ either sign), Pearson correlation for quantities.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -271,3 +272,217 @@ def rank_trace(trace, hypothesis: str | Callable[[str], np.ndarray] | np.ndarray
         df.insert(0, "layer", layer)
         frames.append(df)
     return pd.concat(frames).sort_values("strength", ascending=False, kind="stable").reset_index(drop=True)
+
+
+# -- LSTMVis's workflow, made quantitative: select a span, get its units, find their matches --
+
+def boolean_hypotheses(text: str, extra: dict | None = None) -> dict[str, np.ndarray]:
+    """Every yes/no hypothesis of the library (and of ``extra``) evaluated on ``text``.
+
+    >>> sorted(boolean_hypotheses('a "b"'))
+    ['after_newline', 'inside_comment', 'inside_if', 'inside_quotes', 'newline_next']
+    """
+    out = {}
+    for name, f in {**HYPOTHESES, **(extra or {})}.items():
+        h = np.asarray(f(text))
+        if h.dtype == bool:
+            out[name] = h
+    return out
+
+
+def _runs(mask: np.ndarray) -> np.ndarray:
+    """[start, end) of every run of True in ``mask``, as an (n, 2) int array."""
+    m = np.concatenate([[False], np.asarray(mask, dtype=bool), [False]])
+    edges = np.flatnonzero(m[1:] != m[:-1])
+    return edges.reshape(-1, 2)
+
+
+def _check_span(span, length: int) -> tuple[int, int]:
+    try:
+        start, end = (int(x) for x in span)
+    except (TypeError, ValueError):
+        raise ValueError(f"a span is (start, end) character offsets, got {span!r}") from None
+    if not 0 <= start < end <= length:
+        raise ValueError(f"span ({start}, {end}) is not inside the text of {length} characters "
+                         "(need 0 <= start < end <= length)")
+    return start, end
+
+
+def select_units(values: np.ndarray, span, margin: int | None = None, threshold: float | None = None,
+                 tolerance: float = 0.05) -> tuple[pd.DataFrame, float]:
+    """Units that are on inside ``span`` and off just around it, and the threshold that says "on".
+
+    ``values`` is (T, U). A unit may work either way round (the paper's cells go red or
+    blue), so each gets a sign: +1 if it is higher inside than around, else -1, and it is
+    "on" where sign x value >= threshold. Around means ``margin`` characters on each side
+    (default: the span's length, between 3 and 10). ``tolerance`` is the fraction of characters
+    allowed on the wrong side (the default 0.05 forgives the character where a cell
+    switches). Without a ``threshold`` one is suggested from the data: the middle of the
+    range shared by the units with the widest gaps (at least half the widest).
+
+    Returns (units, threshold): a table with unit, sign, inside (lowest signed value
+    inside), outside (highest signed value around) and gap = inside - outside, best first.
+
+    >>> v = np.array([[0.0, 0.1], [0.9, 0.2], [0.8, 0.1], [0.1, 0.3]])   # unit 0 is on at 1..2
+    >>> units, thr = select_units(v, (1, 3), margin=1)
+    >>> units.unit.tolist(), units.sign.tolist(), round(thr, 2)
+    ([0], [1], 0.45)
+    """
+    values = np.asarray(values, dtype=np.float32)
+    values = values[:, None] if values.ndim == 1 else values
+    start, end = _check_span(span, len(values))
+    if not 0 <= tolerance < 0.5:
+        raise ValueError(f"tolerance is a fraction of characters below 0.5, got {tolerance}")
+    margin = min(max(3, end - start), 10) if margin is None else int(margin)
+    around = np.r_[max(0, start - margin):start, end:min(len(values), end + margin)]
+    if margin < 1 or len(around) == 0:
+        raise ValueError("the span has no characters around it to be off on: select a shorter span "
+                         "or give a margin of at least 1")
+    inside, outside = values[start:end], values[around]
+    sign = np.where(inside.mean(0) >= outside.mean(0), 1.0, -1.0).astype(np.float32)
+    low_in = np.quantile(inside * sign, tolerance, axis=0)      # the lowest "on" value inside
+    high_out = np.quantile(outside * sign, 1 - tolerance, axis=0)  # the highest value around
+    if threshold is None:
+        # the units with the widest gaps (at least half the best one) whose (high_out, low_in]
+        # intervals share a range; the threshold is the middle of that range
+        gap = low_in - high_out
+        order = [u for u in np.argsort(-gap, kind="stable") if gap[u] > 0 and gap[u] >= gap.max() / 2]
+        if not order:
+            return _units_table(np.array([], dtype=int), sign, low_in, high_out), float("nan")
+        lo, hi = high_out[order[0]], low_in[order[0]]
+        for u in order[1:]:
+            if max(lo, high_out[u]) < min(hi, low_in[u]):
+                lo, hi = max(lo, high_out[u]), min(hi, low_in[u])
+        threshold = float((lo + hi) / 2)
+    chosen = np.flatnonzero((low_in >= threshold) & (high_out < threshold))
+    return _units_table(chosen, sign, low_in, high_out), float(threshold)
+
+
+def _units_table(chosen, sign, low_in, high_out) -> pd.DataFrame:
+    df = pd.DataFrame({"unit": chosen, "sign": sign[chosen].astype(int), "inside": low_in[chosen],
+                       "outside": high_out[chosen], "gap": low_in[chosen] - high_out[chosen]})
+    return df.sort_values("gap", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def unit_set_on(values: np.ndarray, units: pd.DataFrame, threshold: float) -> np.ndarray:
+    """Where every unit of ``units`` (a :func:`select_units` table) is on: (T,) bool.
+
+    >>> v = np.array([[0.9, -0.8], [0.9, 0.5], [0.1, -0.9]])
+    >>> unit_set_on(v, pd.DataFrame({"unit": [0, 1], "sign": [1, -1]}), 0.5).tolist()
+    [True, False, False]
+    """
+    values = np.asarray(values, dtype=np.float32)
+    if len(units) == 0:
+        return np.zeros(len(values), dtype=bool)
+    signed = values[:, units.unit.to_numpy()] * units.sign.to_numpy()
+    return (signed >= threshold).all(1)
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For each [start, end) row of ``a``, whether it overlaps any row of ``b``."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros(len(a), dtype=bool)
+    return ((a[:, None, 0] < b[None, :, 1]) & (b[None, :, 0] < a[:, None, 1])).any(1)
+
+
+@dataclass(frozen=True)
+class SpanQuery:
+    """A selected span, the units on inside it and off around it, and where else they fire.
+
+    ``units`` has layer, unit, sign, inside, outside, gap; a unit is on where sign x
+    value >= ``threshold``. ``matches`` lists every run of characters on which all those
+    units are on (start, end, text, and whether it overlaps the selection). When a
+    reference hypothesis is known (given, or the library's best fit to the selection),
+    ``precision`` / ``recall`` compare the matched characters with it, and
+    ``span_precision`` / ``span_recall`` count matches and the hypothesis's own runs
+    that overlap each other.
+    """
+
+    span: tuple[int, int]
+    what: str
+    threshold: float
+    units: pd.DataFrame
+    matches: pd.DataFrame
+    on: np.ndarray
+    hypothesis: str | None = None
+    precision: float = float("nan")
+    recall: float = float("nan")
+    span_precision: float = float("nan")
+    span_recall: float = float("nan")
+
+    def __repr__(self) -> str:
+        ref = (f"; against {self.hypothesis}: precision {self.precision:.2f}, recall {self.recall:.2f}"
+               if self.hypothesis else "")
+        return (f"SpanQuery(span {self.span}, {len(self.units)} units on at >= {self.threshold:.2f}, "
+                f"{len(self.matches)} matches{ref})")
+
+
+def query_span(trace, span, *, what: str = "cell", layers=None, margin: int | None = None,
+               threshold: float | None = None, tolerance: float = 0.05, min_length: int = 1,
+               hypothesis=None, extra_hypotheses: dict | None = None) -> SpanQuery:
+    """LSTMVis's selection, made quantitative: the units of a span, their matches, and how good they are.
+
+    ``span`` is [start, end) in ``trace.text``; ``layers`` (default all) are searched for
+    units on inside and off around it (see :func:`select_units`), and the matches are
+    the runs of at least ``min_length`` characters where all of them are on.
+    ``hypothesis`` (a name, a function of the text or a boolean array) is what the
+    matches are scored against; by default the library's yes/no hypothesis (plus
+    ``extra_hypotheses``) that best agrees with the selection, if one agrees on at least
+    90% of the span and its margin, else none.
+
+        >>> from lab import Session                                      # doctest: +SKIP
+        >>> tr = Session.load("war_and_peace_lstm").trace('He said "yes" and "no" twice.')  # doctest: +SKIP
+        >>> q = query_span(tr, (8, 13))                                  # doctest: +SKIP
+        >>> q.hypothesis, q.matches[["start", "end"]].values.tolist()   # doctest: +SKIP
+        ('inside_quotes', [[8, 13], [18, 22]])
+    """
+    start, end = _check_span(span, len(trace.text))
+    layers = range(trace.n_layers) if layers is None else list(layers)
+    values = np.concatenate([trace.values(layer, what) for layer in layers], axis=1)
+    table, thr = select_units(values, (start, end), margin, threshold, tolerance)
+    table.insert(0, "layer", [layers[u // trace.width] for u in table.unit])
+    column_of = table.unit.to_numpy()
+    table["unit"] = column_of % trace.width
+    on = unit_set_on(values, table.assign(unit=column_of), thr) if len(table) else np.zeros(len(values), bool)
+    runs = _runs(on)
+    runs = runs[(runs[:, 1] - runs[:, 0]) >= max(1, min_length)] if len(runs) else runs.reshape(0, 2)
+    matches = pd.DataFrame({"start": runs[:, 0], "end": runs[:, 1],
+                            "text": [trace.text[a:b] for a, b in runs],
+                            "selected": (runs[:, 0] < end) & (start < runs[:, 1])})
+    name, ref = _reference(trace.text, (start, end), margin, hypothesis, extra_hypotheses)
+    scores = {}
+    if ref is not None:
+        in_match = np.zeros(len(on), dtype=bool)
+        for a, b in runs:
+            in_match[a:b] = True
+        hits = (in_match & ref).sum()
+        ref_runs = _runs(ref)
+        nan = float("nan")
+        scores = {"precision": hits / in_match.sum() if in_match.any() else nan,
+                  "recall": hits / ref.sum() if ref.any() else nan,
+                  "span_precision": _overlaps(runs, ref_runs).mean() if len(runs) else nan,
+                  "span_recall": _overlaps(ref_runs, runs).mean() if len(ref_runs) else nan}
+    return SpanQuery((start, end), what, thr, table, matches, on, name, **scores)
+
+
+def _reference(text, span, margin, hypothesis, extra):
+    """The hypothesis the matches are scored against: (name, boolean array) or (None, None)."""
+    if hypothesis is not None:
+        if isinstance(hypothesis, str):
+            known = boolean_hypotheses(text, extra)
+            if hypothesis not in known:
+                raise KeyError(f"no yes/no hypothesis {hypothesis!r}; known: {', '.join(known)}")
+            return hypothesis, known[hypothesis]
+        h = np.asarray(hypothesis(text) if callable(hypothesis) else hypothesis, dtype=bool)
+        if len(h) != len(text):
+            raise ValueError(f"the hypothesis has {len(h)} values but the text {len(text)} characters")
+        return getattr(hypothesis, "__name__", "given"), h
+    start, end = span
+    margin = min(max(3, end - start), 10) if margin is None else int(margin)
+    around = np.r_[max(0, start - margin):start, end:min(len(text), end + margin)]
+    best, best_score = (None, None), 0.0
+    for name, h in boolean_hypotheses(text, extra).items():
+        agree = (h[start:end].sum() + (~h[around]).sum()) / (end - start + len(around))
+        if agree >= 0.9 and agree > best_score:
+            best, best_score = (name, h), agree
+    return best

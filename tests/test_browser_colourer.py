@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from lab.corpus import find_corpus_file
 from tests.browser import ROOT, jupyter_lab, chromium, page, run_cell, run_notebook  # noqa: F401
@@ -43,6 +44,8 @@ tr = s.trace(split="test", start=start, length=2000)
 w = TextColourer(tr, layer=%d, unit=%d, height=300)
 w""" % QUOTE_UNIT,
     'print(f"python side: layer={w.layer} unit={w.unit}")',
+    'print(f"span query: {w.span_query!r}")',
+    "if w.span_query is not None:  # once a span is selected (not on the first run)\n    w.stack = [(0, 5), (1, 12)]",
 ]
 
 # background colour of every character span that is inside the scrolled view
@@ -179,13 +182,52 @@ def test_colourer_slider_hover_and_python_side(page, jupyter_lab, shots):
     assert probs == sorted(probs, reverse=True), text
     page.screenshot(path=str(shots / "colourer_hover.png"))
     page.mouse.move(0, 0)
+
+    # select a quotation with the mouse: the units on inside it are found, their other
+    # spans underlined, and the result is readable from Python
+    ends = widget.evaluate("""el => {
+      // the view is at the top, so quotes alternate open, close from the first one on
+      const box = el.querySelector('.vurn-view').getBoundingClientRect();
+      const q = [...el.querySelectorAll('.vurn-line span[data-i]')].filter(s => s.textContent === '"');
+      for (let j = 0; j + 1 < q.length; j += 2) {
+        const a = q[j].getBoundingClientRect(), b = q[j + 1].getBoundingClientRect();
+        if (+q[j].dataset.i >= 200 && a.top >= box.top && b.bottom <= box.bottom)
+          return [+q[j].dataset.i, +q[j + 1].dataset.i];
+      }
+      return null; }""")
+    assert ends, "no quotation in view"
+    first = widget.locator(f'span[data-i="{ends[0]}"]').bounding_box()
+    last = widget.locator(f'span[data-i="{ends[1]}"]').bounding_box()
+    page.mouse.move(first["x"] + 1, first["y"] + first["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(last["x"] + last["width"] / 2, last["y"] + last["height"] / 2, steps=8)
+    page.mouse.move(last["x"] + last["width"] - 1, last["y"] + last["height"] / 2)
+    page.mouse.up()
+    query = widget.locator(".vurn-query")
+    query.wait_for(state="visible", timeout=20_000)
+    assert f"selection {ends[0]}-{ends[1] + 1}" in query.inner_text(), query.inner_text()
+    try:
+        page.wait_for_function("el => el.querySelectorAll('.vurn-match').length > 0",
+                               arg=widget.element_handle(), timeout=20_000)
+    except PlaywrightTimeout:
+        pytest.fail(f"no match underlined; the query says: {query.inner_text()}")
+    out = run_cell(page, 2)
+    assert f"SpanQuery(span ({ends[0]}, {ends[1] + 1})" in out and "matches" in out, out
+    widget.screenshot(path=str(shots / "colourer_span_query.png"))
+
+    # stacked units: every character gets one band per unit
+    run_cell(page, 3)
+    page.wait_for_function("""el => [...el.querySelectorAll('.vurn-line span[data-i]')]
+        .every(s => s.style.backgroundImage.startsWith('linear-gradient'))""", arg=widget.element_handle(),
+        timeout=20_000)
+    widget.screenshot(path=str(shots / "colourer_stacked.png"))
     assert page.locator(".jupyter-widgets-error-widget").count() == 0
 
 
 def test_interpretable_cells_notebook_paints_every_colourer(page, shots):
     run_notebook(page, "02_interpretable_cells.ipynb", timeout_s=900)
     widgets = page.locator(".vurn-colourer")
-    assert widgets.count() == 8
+    assert widgets.count() == 12
     for k in range(widgets.count()):
         w = widgets.nth(k)
         w.scroll_into_view_if_needed()

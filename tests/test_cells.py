@@ -80,6 +80,7 @@ def test_bad_inputs_are_clear():
 
 def test_rank_trace_with_custom_predicate():
     import torch
+
     from lab.models import CharRNN, ModelConfig
     from lab.trace import compute_trace
     vocab = 'ab "\n'
@@ -91,3 +92,106 @@ def test_rank_trace_with_custom_predicate():
     assert set(df.layer) == {0, 1} and len(df) == 16 and df.strength.is_monotonic_decreasing
     with pytest.raises(KeyError, match="unknown hypothesis 'nope'"):
         cells.rank_trace(tr, "nope")
+
+
+# -- the span query (LSTMVis's workflow) --------------------------------------------------
+
+def hidden_trace(text: str, units: np.ndarray, layers: int = 1):
+    """A Trace whose hidden states are exactly ``units`` (T, U) in every layer."""
+    import torch
+
+    from lab.trace import Trace
+    arrays = {f"layers.{l}.hidden": torch.tensor(units * (1 if l == layers - 1 else 0.0), dtype=torch.float32)
+              for l in range(layers)}
+    vocab = sorted(set(text))
+    return Trace(arrays, text=text, ids=torch.tensor([vocab.index(c) for c in text]), vocab=vocab,
+                 kind="rnn", layers=layers, width=units.shape[1], info={"seam_deviation": 0.0})
+
+
+QUOTED = 'ab "cd" efg "hi" jk lm'
+
+
+def quote_units(text=QUOTED):
+    inside = cells.inside_quotes(text)
+    rng = np.random.default_rng(0)
+    return np.stack([np.where(inside, 0.9, -0.9),                 # on inside quotes
+                     rng.uniform(-0.3, 0.3, len(text)),           # noise
+                     np.where(inside, -0.8, 0.5)], 1)             # off inside quotes: sign -1
+
+
+def test_select_units_finds_both_signs_and_a_threshold_between():
+    units, thr = cells.select_units(quote_units(), (3, 7), margin=3, tolerance=0)
+    assert sorted(zip(units.unit, units.sign)) == [(0, 1), (2, -1)]
+    # unit 0: inside 0.9, around -0.9; unit 2 flipped: inside 0.8, around -0.5 -> shared range (-0.5, 0.8]
+    assert units.set_index("unit").loc[2, "gap"] == pytest.approx(1.3)
+    assert -0.5 < thr <= 0.8 and thr == pytest.approx((-0.5 + 0.8) / 2)
+
+
+def test_select_units_with_a_given_threshold_and_tolerance():
+    v = quote_units()
+    units, thr = cells.select_units(v, (3, 7), margin=3, threshold=0.85, tolerance=0)
+    assert thr == 0.85 and units.unit.tolist() == [0]          # unit 2's 0.8 is below 0.85
+    v[4, 0] = -0.9                                               # one character inside goes off
+    assert 0 not in cells.select_units(v, (3, 7), margin=3, tolerance=0)[0].unit.tolist()
+    assert 0 in cells.select_units(v, (3, 7), margin=3, tolerance=0.3)[0].unit.tolist()
+
+
+def test_query_span_matches_the_other_quote_with_perfect_precision_and_recall():
+    tr = hidden_trace(QUOTED, quote_units())
+    q = cells.query_span(tr, (3, 7), what="hidden", margin=3, tolerance=0)
+    assert q.matches[["start", "end"]].values.tolist() == [[3, 7], [12, 16]]
+    assert q.matches.text.tolist() == ['"cd"', '"hi"'] and q.matches.selected.tolist() == [True, False]
+    assert q.hypothesis == "inside_quotes"
+    assert (q.precision, q.recall, q.span_precision, q.span_recall) == (1.0, 1.0, 1.0, 1.0)
+    assert q.on.tolist() == cells.inside_quotes(QUOTED).tolist()
+
+
+def test_query_span_precision_and_recall_are_counted_by_hand():
+    v = quote_units()
+    v[[20, 21], 0] = 0.9                          # unit 0 also fires on "lm"
+    v[[20, 21], 2] = -0.8                         # and so does unit 2: "lm" is a false match
+    v[14, 2] = 0.5                                # unit 2 drops out on "i": that quote splits
+    tr = hidden_trace(QUOTED, v)
+    q = cells.query_span(tr, (3, 7), what="hidden", margin=3, tolerance=0, hypothesis="inside_quotes")
+    assert q.matches[["start", "end"]].values.tolist() == [[3, 7], [12, 14], [15, 16], [20, 22]]
+    matched, truth = 4 + 2 + 1 + 2, 8
+    assert q.precision == pytest.approx(7 / matched) and q.recall == pytest.approx(7 / truth)
+    assert q.span_precision == pytest.approx(3 / 4) and q.span_recall == 1.0
+    assert cells.query_span(tr, (3, 7), what="hidden", margin=3, tolerance=0,
+                            min_length=2).matches.start.tolist() == [3, 12, 20]
+
+
+def test_query_span_searches_every_layer_and_names_the_layer():
+    tr = hidden_trace(QUOTED, quote_units(), layers=2)
+    q = cells.query_span(tr, (3, 7), what="hidden", margin=3, tolerance=0)
+    assert set(zip(q.units.layer, q.units.unit)) == {(1, 0), (1, 2)}
+    assert "2 units" in repr(q) and "inside_quotes" in repr(q)
+
+
+def test_query_span_without_separating_units_says_so():
+    tr = hidden_trace(QUOTED, quote_units()[:, [1]])
+    q = cells.query_span(tr, (3, 7), what="hidden", tolerance=0)
+    assert len(q.units) == 0 and len(q.matches) == 0 and np.isnan(q.threshold)
+
+
+def test_query_span_bad_spans_and_hypotheses_are_clear_errors():
+    tr = hidden_trace(QUOTED, quote_units())
+    for span in [(5, 5), (-1, 3), (3, 99), "ab"]:
+        with pytest.raises(ValueError, match="span"):
+            cells.query_span(tr, span, what="hidden")
+    with pytest.raises(ValueError, match="no characters around"):
+        cells.select_units(quote_units(), (0, len(QUOTED)))
+    with pytest.raises(KeyError, match="no yes/no hypothesis 'column'"):
+        cells.query_span(tr, (3, 7), what="hidden", hypothesis="column")
+    with pytest.raises(ValueError, match="tolerance"):
+        cells.select_units(quote_units(), (3, 7), tolerance=0.7)
+
+
+def test_own_predicates_can_be_the_reference():
+    tr = hidden_trace(QUOTED, quote_units())
+    q = cells.query_span(tr, (3, 7), what="hidden", margin=3, tolerance=0,
+                         extra_hypotheses={"vowel": lambda t: np.array([c in "aeiou" for c in t])})
+    assert q.hypothesis == "inside_quotes"          # the vowels do not fit the selection
+    mine = lambda t: cells.inside_quotes(t) & (np.arange(len(t)) < 10)
+    q = cells.query_span(tr, (3, 7), what="hidden", margin=3, tolerance=0, hypothesis=mine)
+    assert q.hypothesis == "<lambda>" and q.recall == 1.0 and q.precision == pytest.approx(4 / 8)

@@ -16,3 +16,15 @@ def toy_text(n: int, seed: int = 0, words=WORDS) -> str:
         parts.append(word)
         size += len(word)
     return "".join(parts)[:n]
+
+
+def toy_trace(text: str, kind: str = "lstm", layers: int = 2, width: int = 10, seed: int = 0, **kw):
+    """A trace of a random (untrained) model over ``text``, its vocabulary the text's characters."""
+    import torch
+
+    from lab.models import CharRNN, ModelConfig
+    from lab.trace import compute_trace
+    torch.manual_seed(seed)
+    vocab = sorted(set(text))
+    model = CharRNN(ModelConfig(kind, layers, width, len(vocab))).eval()
+    return compute_trace(model, torch.tensor([vocab.index(c) for c in text]), vocab=vocab, text=text, **kw)

@@ -4,7 +4,9 @@
 UI only: selection and display live here, model maths lives in ``lab``.
 
     >>> from widgets import TextColourer     # the text colourer (paper Figure 2)
+    >>> from widgets import NeuronPage       # one unit on a page: histogram, examples, scores
 """
-from widgets.colourer import TextColourer
+from widgets.colourer import TextColourer, side_by_side
+from widgets.neuron import NeuronPage
 
-__all__ = ["TextColourer"]
+__all__ = ["NeuronPage", "TextColourer", "side_by_side"]

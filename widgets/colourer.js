@@ -92,14 +92,17 @@ function render({ model, el }) {
   lines.className = "vurn-lines";
   spacer.append(lines);
   view.append(spacer);
+  const query = document.createElement("div");
+  query.className = "vurn-query";
   const tip = document.createElement("div");
   tip.className = "vurn-tip";
   tip.hidden = true;
-  el.append(bar, view, tip);
+  el.append(bar, view, query, tip);
 
   let text = "", starts = [0], values = null, nUnits = 0, nChars = 0;
   let topIds = null, topProbs = null, vocab = "", k = 0;
   let firstLine = -1, lastLine = -1;
+  let stack = null, nStack = 0, matched = null, banded = false;   // extra units' bands; characters to underline
 
   function loadText() {
     text = model.get("text");
@@ -119,6 +122,21 @@ function render({ model, el }) {
     nUnits = nChars ? (values ? values.length / nChars : 0) : 0;
   }
 
+  function loadStack() {
+    const bytes = model.get("stack_values");
+    stack = bytes && bytes.byteLength ? decodeHalf(bytes) : null;
+    nStack = stack && nChars ? stack.length / nChars : 0;
+  }
+
+  function loadMatches() {
+    const bytes = model.get("matches");
+    matched = null;
+    if (!bytes || !bytes.byteLength) return;
+    const pairs = new Int32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+    matched = new Uint8Array(nChars);
+    for (let j = 0; j + 1 < pairs.length; j += 2) matched.fill(1, pairs[j], pairs[j + 1]);
+  }
+
   function unitRow() {
     // which row of `values` holds the selected unit (all units, or just the selected one)
     const unit = model.get("unit");
@@ -136,13 +154,25 @@ function render({ model, el }) {
     return { row, base: row * nChars, vmin: model.get("vmin"), vmax: model.get("vmax") };
   }
 
+  // one colour, or with stacked units one horizontal band per unit (the shown one on top)
+  function background(c, i) {
+    const first = c.row < 0 ? "transparent" : colourOf(values[c.base + i], c.vmin, c.vmax);
+    if (!nStack) return first;
+    const n = nStack + 1, bands = [first];
+    for (let s = 0; s < nStack; s++) bands.push(colourOf(stack[s * nChars + i], c.vmin, c.vmax));
+    return "linear-gradient(" + bands.map((b, s) => `${b} ${(100 * s / n).toFixed(1)}% ${(100 * (s + 1) / n).toFixed(1)}%`).join(",") + ")";
+  }
+
   function paintLines() {
     // recolour every rendered character; spans are in text order, one per character
-    const { row, base, vmin, vmax } = colours();
+    const c = colours();
+    const full = nStack > 0 || banded;   // bands to draw, or to clear
+    banded = nStack > 0;
     for (const [l, line] of rendered) {
       let i = starts[l];
       for (let span = line.firstChild; span; span = span.nextSibling, i++) {
-        span.style.backgroundColor = row < 0 ? "transparent" : colourOf(values[base + i], vmin, vmax);
+        if (full) span.style.background = background(c, i);
+        else span.style.backgroundColor = c.row < 0 ? "transparent" : colourOf(values[c.base + i], c.vmin, c.vmax);
       }
     }
     el.dataset.painted = (+(el.dataset.painted || 0) + 1).toString();  // for tests and benchmarks
@@ -154,9 +184,9 @@ function render({ model, el }) {
     let html = "";
     for (let i = starts[l]; i < end; i++) {
       const ch = text[i];
-      const bg = c.row < 0 ? "transparent" : colourOf(values[c.base + i], c.vmin, c.vmax);
       const shown = ESCAPE[ch] || ch;
-      html += `<span data-i="${i}"${ch === "\n" ? ' class="vurn-nl"' : ""} style="background-color:${bg}">${shown}</span>`;
+      const cls = (ch === "\n" ? "vurn-nl" : "") + (matched && matched[i] ? " vurn-match" : "");
+      html += `<span data-i="${i}"${cls ? ` class="${cls.trim()}"` : ""} style="background:${background(c, i)}">${shown}</span>`;
     }
     const line = document.createElement("div");
     line.className = "vurn-line";
@@ -193,6 +223,8 @@ function render({ model, el }) {
     unitInput.value = model.get("unit");
     unitOut.textContent = model.get("unit");
     title.textContent = model.get("label");
+    query.textContent = model.get("query_text");
+    query.hidden = !model.get("query_text");
   }
 
   function showTip(span, evt) {
@@ -256,13 +288,18 @@ function render({ model, el }) {
     "change:loaded_unit": paintLines,
     "change:vmin": paintLines,
     "change:vmax": paintLines,
-    "change:text": () => { loadText(); loadValues(); buildLines(true); },
+    "change:text": () => { loadText(); loadValues(); loadStack(); loadMatches(); buildLines(true); },
+    "change:stack_values": () => { loadStack(); paintLines(); },
+    "change:matches": () => { loadMatches(); buildLines(true); },
+    "change:query_text": syncControls,
     "change:height": () => { view.style.height = `${model.get("height")}px`; buildLines(true); },
   };
   for (const [name, f] of Object.entries(handlers)) model.on(name, f);
 
   loadText();
   loadValues();
+  loadStack();
+  loadMatches();
   syncControls();
   view.style.height = `${model.get("height")}px`;
   requestAnimationFrame(() => buildLines(true));

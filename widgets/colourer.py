@@ -9,6 +9,13 @@
 The default is the cell's tanh(c) (-1 red, +1 blue); ``what="hidden"`` or a gate name
 shows the others. A layer's values go to the browser once, as float16 bytes, so the
 unit slider recolours instantly; a trace too long for that sends one unit at a time.
+
+Select a span of text with the mouse (LSTMVis's workflow): the units that are on inside
+it and off around it are found, with a suggested threshold, and every other span where
+they fire is underlined; ``w.span_query`` holds the result (:func:`lab.cells.query_span`),
+with precision and recall against the hypothesis that fits the selection. ``stack``
+adds more units as bands under each character; :func:`side_by_side` puts colourers in a
+row; :meth:`TextColourer.save` writes HTML, PNG or SVG.
 """
 from __future__ import annotations
 
@@ -49,6 +56,11 @@ class TextColourer(anywidget.AnyWidget):
     vmax = traitlets.Float(1.0).tag(sync=True)
     height = traitlets.Int(360).tag(sync=True)
     selection = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
+    stack = traitlets.List(traitlets.Tuple(traitlets.Int(), traitlets.Int()), default_value=[]).tag(sync=True)
+    stack_values = traitlets.Bytes(b"").tag(sync=True)    # float16 (len(stack), chars): extra bands
+    matches = traitlets.Bytes(b"").tag(sync=True)         # int32 [start, end) pairs to underline
+    query_text = traitlets.Unicode("").tag(sync=True)     # what the span query found, in words
+    find_units = traitlets.Bool(True)                     # run the span query on each selection
 
     def __init__(self, trace, layer: int | None = None, unit: int = 0, what: str = "cell", **kw):
         self.trace = trace
@@ -62,9 +74,13 @@ class TextColourer(anywidget.AnyWidget):
             top_k=top.shape[1], topk_ids=top.astype(np.uint8).tobytes(),
             topk_probs=np.round(np.nan_to_num(trace["topk.probs"].astype(np.float32)) * 255).astype(np.uint8).tobytes(),
             layer=layer, unit=unit, what=what, **kw)
+        self.span_query = None
         self._send_values()
+        self._send_stack()
         self.observe(self._on_layer, names=["layer", "what"])
         self.observe(self._on_unit, names=["unit"])
+        self.observe(lambda _: self._send_stack(), names=["stack", "what"])
+        self.observe(self._on_selection, names=["selection"])
 
     def __repr__(self) -> str:
         return f"TextColourer({len(self.text):,} chars, layer {self.layer}, unit {self.unit}, {self.what})"
@@ -110,9 +126,67 @@ class TextColourer(anywidget.AnyWidget):
         if self.loaded_unit != -1:
             self._send_unit()
 
+    @traitlets.validate("stack")
+    def _valid_stack(self, proposal):
+        for layer, unit in proposal["value"]:
+            try:
+                self.trace.unit(layer, unit, self.what)
+            except (IndexError, KeyError) as e:
+                raise traitlets.TraitError(str(e).strip('"')) from None
+        return proposal["value"]
+
+    def _stack_matrix(self) -> np.ndarray:
+        return np.stack([self.trace.unit(layer, unit, self.what) for layer, unit in self.stack]) \
+            if self.stack else np.zeros((0, len(self.text)), np.float32)
+
+    def _send_stack(self) -> None:
+        self.stack_values = self._stack_matrix().astype(np.float16).tobytes()
+
+    def _on_selection(self, change) -> None:
+        if not self.find_units or len(self.selection) != 2:
+            return
+        self.query(*self.selection)
+
+    def query(self, start: int, end: int, **kw):
+        """Run the span query on [start, end) (as a mouse selection does) and show its matches.
+
+        Keyword arguments go to :func:`lab.cells.query_span` (``layers``, ``threshold``,
+        ``tolerance``, ``min_length``, ``hypothesis``...). Returns the :class:`lab.cells.SpanQuery`.
+        """
+        from lab.cells import query_span
+        q = query_span(self.trace, (start, end), what=self.what, **kw)
+        self.span_query = q
+        self.matches = q.matches[["start", "end"]].to_numpy(np.int32).tobytes()
+        if len(q.units) == 0:
+            self.query_text = (f"selection {start}-{end}: no unit is on throughout it and off around it; "
+                               "try a longer span, or a tolerance")
+        else:
+            units = ", ".join(f"{r.layer}:{r.unit}{'+' if r.sign > 0 else '-'}" for r in q.units.head(6).itertuples())
+            more = f" (+{len(q.units) - 6})" if len(q.units) > 6 else ""
+            ref = (f"; vs {q.hypothesis}: precision {q.precision:.2f}, recall {q.recall:.2f}"
+                   if q.hypothesis else "")
+            self.query_text = (f"selection {start}-{end}: units {units}{more} on at {q.threshold:+.2f}; "
+                               f"{len(q.matches)} matches (underlined){ref}")
+        return q
+
     def unit_values(self) -> np.ndarray:
         """The shown unit's values over the text (T,), as coloured."""
         return self.trace.unit(self.layer, self.unit, self.what)
+
+    def save(self, path: str | Path, start: int = 0, end: int | None = None, **kw) -> str:
+        """Save the text [start, end) coloured as shown (the unit, then any stacked ones).
+
+        The suffix picks the format: ``.html`` (standalone page), ``.png``, ``.svg`` or
+        ``.pdf`` (for papers; see :func:`widgets.export.save_coloured_text`). Returns the path.
+        """
+        path = Path(path)
+        if path.suffix.lower() in (".html", ".htm"):
+            self.to_html(path, start, end)
+            return str(path)
+        from widgets.export import save_coloured_text
+        values = np.concatenate([self.unit_values()[None], self._stack_matrix()])[:, start:end]
+        caption = f"{self.label}, unit {self.unit}" + "".join(f"; {l}:{u}" for l, u in self.stack)
+        return save_coloured_text(path, self.text[start:end], values, self.vmin, self.vmax, caption=caption, **kw)
 
     def to_html(self, path: str | Path | None = None, start: int = 0, end: int | None = None) -> str:
         """A standalone HTML page of the text coloured by the current unit (no scripts, no network)."""
@@ -123,3 +197,19 @@ class TextColourer(anywidget.AnyWidget):
         if path is not None:
             Path(path).write_text(page, encoding="utf-8")
         return page
+
+
+def side_by_side(trace, units, what: str = "cell", height: int = 300, **kw):
+    """Colourers for several (layer, unit) pairs in a row, each with its own sliders.
+
+        >>> side_by_side(tr, [(1, 283), (1, 12)])        # doctest: +SKIP
+    """
+    import ipywidgets
+    units = list(units)
+    if not units:
+        raise ValueError("give at least one (layer, unit) pair")
+    row = ipywidgets.HBox([TextColourer(trace, layer=l, unit=u, what=what, height=height, **kw)
+                           for l, u in units])
+    for w in row.children:
+        w.layout = ipywidgets.Layout(flex="1 1 0", min_width="0")
+    return row

@@ -1,0 +1,129 @@
+"""The text colourer, the neuron page and the static exports, on the Python side.
+
+The browser side (painting, sliders, hover, selection) is tested in
+tests/test_browser_colourer.py.
+"""
+from __future__ import annotations
+
+import doctest
+from pathlib import Path
+
+import numpy as np
+import pytest
+import traitlets
+
+import widgets.export
+import widgets.neuron
+from lab import cells
+from tests.toy import toy_trace
+from widgets import NeuronPage, TextColourer, side_by_side
+from widgets.export import save_coloured_text
+
+TEXT = 'She said "come" and he said "no".\n' * 20
+
+
+@pytest.fixture(scope="module")
+def trace():
+    return toy_trace(TEXT, width=10)
+
+
+def test_doctests():
+    for module in (widgets.export, widgets.neuron):
+        assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+def test_values_go_once_as_float16_for_the_whole_layer(trace):
+    w = TextColourer(trace, layer=0, unit=3)
+    sent = np.frombuffer(w.values, dtype=np.float16).reshape(10, len(TEXT))
+    assert np.allclose(sent[3], np.tanh(trace["layers.0.cell"][:, 3].astype(np.float32)), atol=1e-3)
+    w.what = "forget"
+    sent = np.frombuffer(w.values, dtype=np.float16).reshape(10, len(TEXT))
+    assert np.allclose(sent, trace["layers.0.gates.forget"].T, atol=1e-3)
+
+
+def test_bad_layers_units_and_stacks_are_refused_and_nothing_changes(trace):
+    w = TextColourer(trace, layer=1, unit=2)
+    for trait, value, message in [("unit", 10, "unit 10 does not exist"), ("layer", 2, "layer 2 does not exist"),
+                                  ("what", "reset", "no 'layers.1.gates.reset'"),
+                                  ("stack", [(0, 11)], "unit 11 does not exist")]:
+        with pytest.raises(traitlets.TraitError, match=message):
+            setattr(w, trait, value)
+    assert (w.layer, w.unit, w.what, w.stack) == (1, 2, "cell", [])
+
+
+def test_stack_sends_one_band_per_extra_unit(trace):
+    w = TextColourer(trace, layer=1, unit=2)
+    w.stack = [(0, 1), (1, 7)]
+    bands = np.frombuffer(w.stack_values, dtype=np.float16).reshape(2, len(TEXT))
+    assert np.allclose(bands[1], trace.unit(1, 7), atol=1e-3) and np.allclose(bands[0], trace.unit(0, 1), atol=1e-3)
+    w.stack = []
+    assert w.stack_values == b""
+
+
+def test_a_selection_runs_the_span_query_and_sends_its_matches(trace):
+    w = TextColourer(trace, layer=1, unit=0)
+    a = TEXT.index('"')
+    b = TEXT.index('"', a + 1) + 1
+    w.selection = [a, b]
+    q = w.span_query
+    expected = cells.query_span(trace, (a, b))
+    assert q.units.equals(expected.units) and q.matches.equals(expected.matches)
+    pairs = np.frombuffer(w.matches, dtype=np.int32).reshape(-1, 2)
+    assert pairs.tolist() == q.matches[["start", "end"]].values.tolist()
+    assert f"selection {a}-{b}" in w.query_text
+    w.find_units = False
+    w.selection = [0, 3]
+    assert w.span_query is q                                   # switched off: nothing recomputed
+
+
+def test_save_html_png_svg(trace, tmp_path):
+    w = TextColourer(trace, layer=1, unit=4)
+    w.stack = [(0, 0)]
+    assert Path(w.save(tmp_path / "a.png", 0, 200)).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = Path(w.save(tmp_path / "a.svg", 0, 200)).read_text(encoding="utf-8")
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    page = Path(w.save(tmp_path / "a.html", 0, 50)).read_text(encoding="utf-8")
+    assert page.count("<span") == 50 and "<script" not in page
+    with pytest.raises(ValueError, match="suffix must be one of"):
+        w.save(tmp_path / "a.jpg")
+
+
+def test_export_stacks_bands_and_refuses_bad_input(tmp_path):
+    from PIL import Image
+    path = save_coloured_text(tmp_path / "s.png", "ab", [[-1, 1], [1, -1]], dpi=100, wrap=None)
+    img = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    reds = ((img[..., 0] > 200) & (img[..., 2] < 120)).sum()
+    blues = ((img[..., 2] > 200) & (img[..., 0] < 120)).sum()
+    assert reds > 20 and blues > 20 and abs(reds - blues) < 0.3 * reds   # a red and a blue band each
+    with pytest.raises(ValueError, match="3 characters but values of shape"):
+        save_coloured_text(tmp_path / "x.svg", "abc", [0, 1])
+    with pytest.raises(ValueError, match="no text"):
+        save_coloured_text(tmp_path / "x.svg", "", [])
+    with pytest.raises(ValueError, match="vmin must be below vmax"):
+        save_coloured_text(tmp_path / "x.svg", "a", [0], vmin=1, vmax=0)
+
+
+def test_side_by_side_makes_one_colourer_per_unit(trace):
+    row = side_by_side(trace, [(0, 1), (1, 2)])
+    assert [(w.layer, w.unit) for w in row.children] == [(0, 1), (1, 2)]
+    with pytest.raises(ValueError, match="at least one"):
+        side_by_side(trace, [])
+
+
+def test_neuron_page_pages_and_links_to_a_colourer(trace):
+    page = NeuronPage(trace, layer=0, unit=9)
+    w = TextColourer(trace, layer=1, unit=0)
+    page.link(w)
+    assert (w.layer, w.unit) == (0, 9)
+    page.step(+1)                                      # past the last unit of layer 0: layer 1, unit 0
+    assert (page.layer, page.unit) == (1, 0) == (w.layer, w.unit)
+    assert page.profile.layer == 1 and page.profile.unit == 0
+    page.step(-1)
+    assert (page.layer, page.unit) == (0, 9)
+    w.unit = 4                                         # and back: the page follows the colourer
+    assert page.profile.unit == 4 and "layer 0, unit 4" in page._title.value
+    for part in ("<svg", "most on", "most off", "inside_quotes", "forget"):
+        assert part in page._body.value, part
+    with pytest.raises(traitlets.TraitError, match="unit 10 does not exist"):
+        page.unit = 10
+    assert page.unit == 4
