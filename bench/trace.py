@@ -10,6 +10,10 @@ width 241 for War and Peace's 82 characters):
   rate (chars/s) is constant along the text;
 * one stream: ``compute_trace(streams=1)``: one exact, unsplit fused stream (in windows).
 
+It also prints the roofline: this machine's float32 matrix-product rate, measured in the
+same run, divided by the arithmetic a full trace needs per character. That is the most
+chars/s any exact float32 trace can reach here, so ``roofline/loop`` bounds the possible gain.
+
 Weights: a trained checkpoint with ``--checkpoint`` (its shape is used), else the paper's
 initialisation (uniform +-0.08) of the 3x512-row shape. A trained model remembers
 further back, which needs a longer burn-in: run both.
@@ -67,6 +71,31 @@ def lstmcell_loop(model, ids, device) -> float:
     return time.perf_counter() - t
 
 
+def flops_per_char(cfg) -> int:
+    """Floating-point operations a full trace needs per character: every gate of every layer
+    (input and recurrent products) and the output layer, 2 per multiply-add."""
+    inputs = [cfg.vocab_size] + [cfg.width] * (cfg.layers - 1)
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[cfg.kind]
+    return sum(2 * (n + cfg.width) * gates * cfg.width for n in inputs) + 2 * cfg.width * cfg.vocab_size
+
+
+@torch.no_grad()
+def matmul_rate(cfg, device, rows: int = 8192, seconds: float = 2.0) -> float:
+    """FLOP/s of this machine on the trace's biggest product shape (rows x (2H) @ (2H) x (4H)):
+    an upper bound on what any exact float32 trace can do here."""
+    a = torch.randn(rows, 2 * cfg.width, device=device)
+    b = torch.randn(2 * cfg.width, 4 * cfg.width, device=device)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    t, reps = time.perf_counter(), 0
+    while time.perf_counter() - t < seconds:
+        a @ b
+        reps += 1
+    sync(device)
+    return 2 * rows * a.shape[1] * b.shape[1] * reps / (time.perf_counter() - t)
+
+
 def timed_trace(model, ids, device, **kw):
     sync(device)
     t = time.perf_counter()
@@ -112,6 +141,12 @@ def main(argv=None):
         print(f"one stream: {n / t_one:12,.0f} chars/s  ({t_one:.3f} s)")
         print(f"ratio ours/one stream: {t_one / t_ours:.1f}x")
     print(f"ratio ours/loop: {t_loop / t_ours:.1f}x")
+    # the roofline: no exact float32 trace can beat the machine's matrix-product rate
+    rate, per_char = matmul_rate(cfg, device), flops_per_char(cfg)
+    ceiling = rate / per_char
+    print(f"roofline:   {ceiling:12,.0f} chars/s  (matrix products at {rate / 1e9:.1f} GFLOP/s, "
+          f"{per_char / 1e6:.2f} MFLOP per char); ours reaches {n / t_ours / ceiling:.0%} of it")
+    print(f"ratio roofline/loop: {ceiling * t_loop / n:.1f}x (the most any exact float32 trace could gain here)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,186 @@
+"""n-NN baselines (paper §4.3): one tanh hidden layer over the last n one-hot characters.
+
+The model reads the n characters before position t as n one-hot vectors side by side
+(an n x V input), applies one tanh hidden layer of ``hidden`` units and a softmax over
+the next character. A one-hot input times a matrix is a row lookup, so the first layer
+is the sum of n position-specific rows of its weight (plus a bias): exactly the dense
+layer over the concatenated one-hot vectors, without materialising them.
+
+Training follows the paper's protocol as far as it carries over (there is no state to
+carry): RMSProp with lr 2e-3, minibatches of 10,000 characters (the RNNs' 100 x 100),
+uniform +-0.08 initialisation, gradient clip 5, lr x 0.95 per epoch after epoch 10, and
+the epoch with the best validation loss is kept. The hidden size is chosen on validation
+(:func:`select_hidden`).
+
+    >>> import torch
+    >>> ids = torch.tensor([0, 1, 2] * 400)                       # "abcabc...": 2 characters tell all
+    >>> model, log = fit(NNNConfig(n=2, hidden=16, epochs=30, batch=200, lr=1e-2), ids[:900], ids[900:])
+    >>> log[-1]["val_loss"] < 0.05
+    True
+    >>> round(float(char_probs(model, ids, 900, 903).min()), 2)
+    1.0
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class NNNConfig:
+    """An n-NN and how to train it (the defaults are the paper's RNN protocol, where it applies)."""
+
+    n: int
+    hidden: int
+    epochs: int = 20
+    batch: int = 10_000
+    lr: float = 2e-3
+    lr_decay: float = 0.95
+    decay_after: int = 10
+    rmsprop_alpha: float = 0.95
+    init_scale: float = 0.08
+    grad_clip: float = 5.0
+    seed: int = 0
+    patience: int = 2          # stop after this many epochs without a better validation loss
+
+    def __post_init__(self):
+        if self.n < 1:
+            raise ValueError(f"n is the number of context characters, at least 1; got {self.n}")
+        if self.hidden < 1 or self.batch < 1 or self.epochs < 1:
+            raise ValueError("hidden, batch and epochs must be positive")
+
+
+class NNN(nn.Module):
+    """tanh(W [onehot(x_{t-n}); ...; onehot(x_{t-1})] + b) -> softmax over the next character."""
+
+    def __init__(self, n: int, vocab_size: int, hidden: int):
+        super().__init__()
+        self.n, self.vocab_size, self.hidden = n, vocab_size, hidden
+        self.inp = nn.Embedding(n * vocab_size, hidden)   # row (i * V + c): character c at position i
+        self.bias = nn.Parameter(torch.zeros(hidden))
+        self.out = nn.Linear(hidden, vocab_size)
+        self.register_buffer("offsets", torch.arange(n) * vocab_size, persistent=False)
+
+    def forward(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Logits (B, V) for contexts ``ctx`` (B, n) of character ids, oldest first."""
+        return self.out(torch.tanh(self.inp(ctx + self.offsets).sum(1) + self.bias))
+
+
+def contexts(ids: torch.Tensor, n: int, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The n characters before each position in [start, end) of ``ids``, and the characters there.
+
+    Positions with fewer than n characters before them (start < n) are left out.
+
+    >>> ctx, y = contexts(torch.tensor([5, 6, 7, 8]), 2, 0, 4)
+    >>> ctx.tolist(), y.tolist()
+    ([[5, 6], [6, 7]], [7, 8])
+    """
+    start = max(start, n)
+    if end <= start:
+        raise ValueError(f"no position in [{start}, {end}) has {n} characters before it")
+    windows = ids[start - n:end].unfold(0, n + 1, 1)
+    return windows[:, :n], windows[:, n]
+
+
+@torch.no_grad()
+def char_probs(model: NNN, ids: torch.Tensor, start: int, end: int, batch: int = 65_536) -> torch.Tensor:
+    """Probability the model gives to each actual character in [start, end) of ``ids`` (start >= n)."""
+    model.eval()
+    ctx, y = contexts(ids, model.n, start, end)
+    out = []
+    for a in range(0, len(y), batch):
+        logp = torch.log_softmax(model(ctx[a:a + batch]), -1)
+        out.append(logp.gather(1, y[a:a + batch, None])[:, 0].exp())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def loss(model: NNN, ids: torch.Tensor, start: int, end: int) -> float:
+    """Mean cross-entropy (nats per character) on [start, end) of ``ids``."""
+    return float(-char_probs(model, ids, start, end).log().mean())
+
+
+def fit(cfg: NNNConfig, train_ids: torch.Tensor, val_ids: torch.Tensor, vocab_size: int | None = None,
+        context: torch.Tensor | None = None, max_seconds: float | None = None,
+        progress: bool = False) -> tuple[NNN, list[dict]]:
+    """Train an n-NN on ``train_ids``, keep the epoch best on ``val_ids``; returns (model, log).
+
+    ``context`` is the text just before ``val_ids`` (by default the end of ``train_ids``),
+    so that every validation character has its n characters of context.
+    """
+    vocab_size = vocab_size or int(max(train_ids.max(), val_ids.max())) + 1
+    torch.manual_seed(cfg.seed)
+    model = NNN(cfg.n, vocab_size, cfg.hidden)
+    for p in model.parameters():
+        nn.init.uniform_(p, -cfg.init_scale, cfg.init_scale)
+    opt = torch.optim.RMSprop(model.parameters(), lr=cfg.lr, alpha=cfg.rmsprop_alpha)
+    before = (train_ids if context is None else context)[-cfg.n:]
+    val_all = torch.cat([before, val_ids])
+    x, y = contexts(train_ids, cfg.n, 0, len(train_ids))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    best, best_state, log, t0, stale = math.inf, None, [], time.perf_counter(), 0
+    for epoch in range(1, cfg.epochs + 1):
+        lr = cfg.lr * cfg.lr_decay ** max(0, epoch - cfg.decay_after)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        model.train()
+        order = torch.randperm(len(y), generator=gen)
+        total = 0.0
+        for a in range(0, len(y), cfg.batch):
+            idx = order[a:a + cfg.batch]
+            batch_loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            batch_loss.backward()
+            for p in model.parameters():
+                p.grad.clamp_(-cfg.grad_clip, cfg.grad_clip)
+            opt.step()
+            total += float(batch_loss.detach()) * len(idx)
+        val = loss(model, val_all, len(before), len(val_all))
+        log.append({"epoch": epoch, "lr": lr, "train_loss": total / len(y), "val_loss": val,
+                    "seconds": time.perf_counter() - t0})
+        if progress:
+            print(f"  n={cfg.n} hidden={cfg.hidden} epoch {epoch}: train {total / len(y):.4f} val {val:.4f}")
+        if val < best:
+            best, stale = val, 0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+        if not np.isfinite(val) or stale >= cfg.patience:
+            break
+        if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+            break
+    model.load_state_dict(best_state)
+    return model.eval(), log
+
+
+def select_hidden(n: int, sizes, corpus, test: bool = True, max_seconds: float | None = None,
+                  progress: bool = False, **cfg) -> tuple[NNN, list[dict]]:
+    """Train an n-NN of each hidden size on ``corpus`` and keep the best on validation.
+
+    Returns (best model, one row per size: n, hidden, epochs, val_loss, test_loss of the
+    chosen one only, seconds, chosen).
+
+        >>> from lab.corpus import load_corpus                                   # doctest: +SKIP
+        >>> model, rows = select_hidden(3, [128, 512], load_corpus("war_and_peace"))  # doctest: +SKIP
+    """
+    train, val = corpus.split_ids("train"), corpus.split_ids("val")
+    rows, best = [], None
+    for hidden in sizes:
+        model, log = fit(NNNConfig(n=n, hidden=hidden, **cfg), train, val, len(corpus.vocab),
+                         max_seconds=max_seconds, progress=progress)
+        val_loss = min(r["val_loss"] for r in log)
+        rows.append({"n": n, "hidden": hidden, "epochs": len(log), "val_loss": val_loss,
+                     "seconds": round(log[-1]["seconds"], 1), "test_loss": float("nan"), "chosen": False})
+        if best is None or val_loss < best[0]:
+            best = (val_loss, model, rows[-1])
+    _, model, row = best
+    row["chosen"] = True
+    if test:
+        val_end = torch.cat([val[-n:], corpus.split_ids("test")])
+        row["test_loss"] = loss(model, val_end, n, len(val_end))
+    return model, rows
