@@ -24,8 +24,8 @@ from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lab.corpus import load_corpus  # noqa: E402
-from lab.nnn import select_hidden  # noqa: E402
+from lab.corpus import load_corpus
+from lab.nnn import select_hidden
 
 FIELDS = ["corpus", "n", "hidden", "epochs", "val_loss", "test_loss", "chosen", "seconds", "device"]
 
@@ -52,7 +52,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     corpus = load_corpus(args.corpus)
     device = torch.device(args.device)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, check=False,
                             text=True).stdout.strip()
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
              else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
