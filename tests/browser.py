@@ -320,3 +320,44 @@ def run_cell(page, index: int, timeout_s: float = 120) -> str:
       return cells[index].model.outputs.toJSON().map(o => o.text || (o.data && o.data['text/plain']) || '')
         .map(t => Array.isArray(t) ? t.join('') : t).join('');
     }""", index)
+
+
+def write_notebook(path: Path, sources: list[str]) -> None:
+    """A notebook of code cells ``sources`` at ``path`` (e.g. in ``jupyter_lab.root``), without outputs."""
+    cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None}
+    nb = {"nbformat": 4, "nbformat_minor": 5,
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "cells": [{**cell, "id": f"c{i}", "source": s} for i, s in enumerate(sources)]}
+    path.write_text(json.dumps(nb), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """The folder for screenshots: ``$VURN_SCREENSHOTS`` if set, else a temporary one."""
+    folder = os.environ.get("VURN_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def wait_for_plots(page, names: list[str], timeout_s: float = 60) -> None:
+    """Every Bokeh plot named in ``names`` has a view with a laid-out frame (it has been drawn)."""
+    page.wait_for_function("""(names) => window.Bokeh && names.every(name =>
+        [...Bokeh.index.query(v => v.model.name === name && v.frame != null)]
+          .some(v => v.frame.bbox.width > 50 && v.frame.bbox.height > 50))""", arg=names, timeout=timeout_s * 1000)
+
+
+# Page position of a data point (x may be a categorical factor) in the Bokeh plot named
+# ``name``: the plot's frame scales map data to canvas pixels, the canvas gives the offset.
+BOKEH_POINT_JS = """([name, x, y]) => {
+  const view = window.Bokeh && [...Bokeh.index.query(v => v.model.name === name && v.frame != null)][0];
+  if (!view) return null;
+  const box = view.canvas_view.el.getBoundingClientRect();
+  const sx = typeof x === "string" ? view.model.x_range.synthetic(x) : x;
+  return {x: box.left + view.frame.x_scale.compute(sx), y: box.top + view.frame.y_scale.compute(y)};
+}"""
+
+
+def bokeh_point(page, name: str, x, y) -> dict | None:
+    """Where data point (x, y) of the Bokeh plot ``name`` is on the page: {"x", "y"}, or None."""
+    return page.evaluate(BOKEH_POINT_JS, [name, x, y])

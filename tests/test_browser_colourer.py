@@ -12,18 +12,25 @@ cell in notebook 02 becomes docs/colourer.png when that file is missing or
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from lab.corpus import find_corpus_file
-from tests.browser import ROOT, jupyter_lab, chromium, page, run_cell, run_notebook  # noqa: F401
+from tests.browser import (  # noqa: F401
+    ROOT,
+    chromium,
+    jupyter_lab,
+    page,
+    run_cell,
+    run_notebook,
+    shots,
+    write_notebook,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -59,22 +66,6 @@ VISIBLE_COLOURS_JS = """(root) => {
   }
   return out;
 }"""
-
-
-def write_notebook(path: Path, sources: list[str]) -> None:
-    cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None}
-    nb = {"nbformat": 4, "nbformat_minor": 5,
-          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-          "cells": [{**cell, "id": f"c{i}", "source": s} for i, s in enumerate(sources)]}
-    path.write_text(json.dumps(nb), encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    folder = os.environ.get("VURN_SCREENSHOTS")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def painted(widget) -> int:

@@ -127,3 +127,39 @@ def test_neuron_page_pages_and_links_to_a_colourer(trace):
     with pytest.raises(traitlets.TraitError, match="unit 10 does not exist"):
         page.unit = 10
     assert page.unit == 4
+
+
+def test_any_per_character_series_can_be_coloured():
+    w = TextColourer.from_arrays("abc", {"LSTM": [0.1, 0.5, 0.9], "20-gram": [0.2, 0.2, 0.2]}, vmin=0, vmax=1)
+    assert w.series == ["LSTM", "20-gram"] and w.width == 2 and w.top_k == 0
+    sent = np.frombuffer(w.values, dtype=np.float16).reshape(2, 3)
+    assert np.allclose(sent, [[0.1, 0.5, 0.9], [0.2, 0.2, 0.2]], atol=1e-3)
+    w.unit = 1
+    assert w.unit_values().tolist() == pytest.approx([0.2, 0.2, 0.2])
+    with pytest.raises(traitlets.TraitError, match="unit 2 does not exist"):
+        w.unit = 2
+    with pytest.raises(ValueError, match="one value per character"):
+        TextColourer.from_arrays("abc", {"x": [1, 2]})
+    with pytest.raises(ValueError, match="at least one series"):
+        TextColourer.from_arrays("abc", {})
+
+
+def test_compare_bars_select_underlines_the_category():
+    from widgets.longrange import brace_bars, character_bars
+    text = "{a;b}\n{" + "x;" * 15 + "}\n"
+    rng = np.random.default_rng(0)
+    p_a, p_b = rng.uniform(size=len(text) - 1), rng.uniform(size=len(text) - 1)
+    bars = character_bars(text, p_a, p_b)
+    bars.select(";")
+    assert bars.selected == ";" and [text[i] for i in bars.examples] == [";"] * 16
+    pairs = np.frombuffer(bars.colourer.matches, dtype=np.int32).reshape(-1, 2)
+    assert (pairs[:, 1] - pairs[:, 0] == 1).all() and pairs[:, 0].tolist() == bars.examples.tolist()
+    assert bars.colourer.scroll_to == bars.examples[0]
+    values = np.frombuffer(bars.colourer.values, dtype=np.float16).reshape(3, len(text))
+    assert np.isnan(values[1, 0]) and values[1, 5] == pytest.approx(p_a[4], abs=1e-3)   # on the character it scores
+    braces = brace_bars(text, p_a, p_b)
+    assert braces.table.label.tolist() == ["[0, 5)", "[20, 40)"]
+    braces.select("[20, 40)")
+    assert braces.examples.tolist() == [len(text) - 2]
+    with pytest.raises(KeyError, match="no bar 'q'"):
+        bars.select("q")

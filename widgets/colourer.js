@@ -233,7 +233,11 @@ function render({ model, el }) {
     const v = row < 0 ? NaN : values[row * nChars + i];
     const ch = JSON.stringify(text[i]);
     let html = `<b>${ch}</b> #${i} &nbsp; value ${Number.isFinite(v) ? v.toFixed(3) : "?"}`;
-    if (topIds && topProbs) {
+    const names = model.get("series");
+    if (names.length && nUnits === names.length) {
+      html += "<br>" + names.map((name, s) => `${name.replace(/&/g, "&amp;").replace(/</g, "&lt;")} ${values[s * nChars + i].toFixed(3)}`).join(" &nbsp; ");
+    }
+    if (topIds && topProbs && k > 0) {
       const items = [];
       for (let j = 0; j < k; j++) {
         const c = vocab[topIds[i * k + j]];
@@ -292,6 +296,14 @@ function render({ model, el }) {
     "change:stack_values": () => { loadStack(); paintLines(); },
     "change:matches": () => { loadMatches(); buildLines(true); },
     "change:query_text": syncControls,
+    "change:scroll_to": () => {
+      const i = model.get("scroll_to");
+      if (i < 0 || i >= nChars) return;
+      let l = 0, hi = starts.length - 1;             // the line holding character i
+      while (l < hi) { const m = (l + hi + 1) >> 1; if (starts[m] <= i) l = m; else hi = m - 1; }
+      view.scrollTop = Math.max(0, (l - 3) * LINE_HEIGHT);
+      buildLines(false);
+    },
     "change:height": () => { view.style.height = `${model.get("height")}px`; buildLines(true); },
   };
   for (const [name, f] of Object.entries(handlers)) model.on(name, f);

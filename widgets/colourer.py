@@ -61,6 +61,8 @@ class TextColourer(anywidget.AnyWidget):
     matches = traitlets.Bytes(b"").tag(sync=True)         # int32 [start, end) pairs to underline
     query_text = traitlets.Unicode("").tag(sync=True)     # what the span query found, in words
     find_units = traitlets.Bool(True)                     # run the span query on each selection
+    series = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)  # names: hover shows them all
+    scroll_to = traitlets.Int(-1).tag(sync=True)          # a character to bring into view
 
     def __init__(self, trace, layer: int | None = None, unit: int = 0, what: str = "cell", **kw):
         self.trace = trace
@@ -81,6 +83,21 @@ class TextColourer(anywidget.AnyWidget):
         self.observe(self._on_unit, names=["unit"])
         self.observe(lambda _: self._send_stack(), names=["stack", "what"])
         self.observe(self._on_selection, names=["selection"])
+
+    @classmethod
+    def from_arrays(cls, text: str, series: dict, vmin: float = -1.0, vmax: float = 1.0, **kw) -> "TextColourer":
+        """Colour ``text`` by any per-character numbers: ``series`` maps a name to (T,) values.
+
+        The unit slider picks the series; hovering a character shows every series' value.
+
+            >>> w = TextColourer.from_arrays("ab", {"LSTM": [0.9, 0.2], "20-gram": [0.5, 0.4]}, 0, 1)
+            >>> w.series, [round(float(v), 2) for v in w.unit_values()]
+            (['LSTM', '20-gram'], [0.9, 0.2])
+        """
+        w = cls(ArrayTrace(text, series), layer=0, unit=0, what="hidden", vmin=vmin, vmax=vmax, **kw)
+        w.series = list(series)
+        w.label = "series"
+        return w
 
     def __repr__(self) -> str:
         return f"TextColourer({len(self.text):,} chars, layer {self.layer}, unit {self.unit}, {self.what})"
@@ -106,7 +123,8 @@ class TextColourer(anywidget.AnyWidget):
 
     def _send_values(self) -> None:
         per_layer = len(self.text) * self.width * 2
-        self.label = f"{self.what}{' tanh(c)' if self.what == 'cell' else ''} · layer {self.layer}"
+        if not isinstance(self.trace, ArrayTrace):
+            self.label = f"{self.what}{' tanh(c)' if self.what == 'cell' else ''} · layer {self.layer}"
         if per_layer <= SEND_ALL_UNITS_BELOW:
             self.loaded_unit = -1
             self.values = self._matrix().tobytes()
@@ -197,6 +215,42 @@ class TextColourer(anywidget.AnyWidget):
         if path is not None:
             Path(path).write_text(page, encoding="utf-8")
         return page
+
+
+class ArrayTrace:
+    """Named per-character series dressed as a one-layer trace, so the colourer can show them."""
+
+    n_layers = 1
+
+    def __init__(self, text: str, series: dict):
+        if not series:
+            raise ValueError("give at least one series: a name and one value per character")
+        self.text = text
+        self.vocab = tuple(sorted(set(text)))
+        arrays = []
+        for name, v in series.items():
+            v = np.asarray(v, dtype=np.float32)
+            if v.shape != (len(text),):
+                raise ValueError(f"series {name!r} has shape {v.shape}: give one value per character "
+                                 f"({len(text)})")
+            arrays.append(v)
+        self._matrix = np.stack(arrays, 1)
+        self.width = len(arrays)
+
+    def __getitem__(self, key):
+        if key in ("topk.ids", "topk.probs"):   # no model behind these numbers: no predictions
+            return np.zeros((len(self.text), 0), dtype=np.float32)
+        raise KeyError(key)
+
+    def values(self, layer: int, what: str = "hidden", unit: int | None = None) -> np.ndarray:
+        if layer != 0:
+            raise IndexError(f"layer {layer} does not exist: series have one layer, 0")
+        if unit is not None and not 0 <= unit < self.width:
+            raise IndexError(f"unit {unit} does not exist: there are series 0..{self.width - 1}")
+        return self._matrix if unit is None else self._matrix[:, unit]
+
+    def unit(self, layer: int, unit: int, what: str = "hidden") -> np.ndarray:
+        return self.values(layer, what, unit)
 
 
 def side_by_side(trace, units, what: str = "cell", height: int = 300, **kw):
