@@ -36,6 +36,7 @@ HELP = {
     "grad_clip": "every gradient element is clamped to [-grad_clip, grad_clip]",
     "seed": "random seed (initialisation and dropout)",
     "checkpoint_every": "also checkpoint every this many steps inside an epoch (0: only at epoch ends)",
+    "snapshot_every": "keep the model's weights every this many steps in RUN_DIR/snapshots (training dynamics)",
     "max_train_chars": "use only this many characters of the training split (quick runs)",
 }
 

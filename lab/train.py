@@ -61,6 +61,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     seed: int = 0
     checkpoint_every: int = 0       # steps between mid-epoch checkpoints; 0: at epoch ends only
+    snapshot_every: int = 0         # keep the weights every this many steps in snapshots/ (0: never)
     max_train_chars: int | None = None  # use only the first chars of the train split (quick runs)
 
     @classmethod
@@ -331,6 +332,8 @@ class Trainer:
             pending.clear()
 
         self.model.train()
+        if cfg.snapshot_every and self.step == 0:
+            self._save_snapshot()                       # the initial weights: where the dynamics start
         bar = tqdm(total=cfg.epochs * self.steps_per_epoch, initial=self.step, disable=not self.progress,
                    desc=f"{cfg.kind}{cfg.layers} {self.corpus.name}", unit="batch", dynamic_ncols=True)
         stopped_early = False
@@ -348,6 +351,8 @@ class Trainer:
                     bar.update(1)
                     if len(pending) >= 50:
                         flush()
+                    if cfg.snapshot_every and self.step % cfg.snapshot_every == 0:
+                        self._save_snapshot()
                     if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                         flush()
                         self.elapsed = base_elapsed + time.time() - started
@@ -383,6 +388,12 @@ class Trainer:
         if self.epoch < cfg.epochs:
             return {"finished": False, "epochs": self.epoch, "step": self.step, "best_val_loss": self.best_val}
         return self.finish()
+
+    def _save_snapshot(self) -> None:
+        """The weights as they are now, kept (training dynamics read them; see lab.dynamics)."""
+        path = self.run_dir / "snapshots" / f"step-{self.step:07d}.safetensors"
+        path.parent.mkdir(exist_ok=True)
+        save_checkpoint(path, self.model.state_dict(), self._meta(kind="snapshot"))
 
     def _save_best(self, val: float) -> None:
         tensors = self.model.state_dict()
