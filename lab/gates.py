@@ -27,7 +27,8 @@ def saturation(trace: Mapping, left: float = 0.1, right: float = 0.9, gates=SATU
     """Fractions of characters on which each unit's gates are left- and right-saturated.
 
     ``trace`` is a :class:`lab.trace.Trace` or any mapping with ``layers.{l}.gates.{name}``
-    arrays of shape (T, H). Returns one row per (layer, gate, unit).
+    arrays of shape (T, H). Returns one row per (layer, gate, unit); the thresholds are
+    in ``.attrs`` (``left``, ``right``).
     """
     if not 0 <= left < right <= 1:
         raise ValueError(f"need 0 <= left < right <= 1, got left={left}, right={right}")
@@ -44,7 +45,53 @@ def saturation(trace: Mapping, left: float = 0.1, right: float = 0.9, gates=SATU
             "left": (values < left).mean(0).astype(float), "right": (values > right).mean(0).astype(float)}))
     if not frames:
         raise ValueError("no saturating gates in this trace (an RNN has none): use an LSTM or GRU trace")
-    return pd.concat(frames, ignore_index=True)
+    sat = pd.concat(frames, ignore_index=True)
+    sat.attrs.update(left=left, right=right)  # the thresholds travel with the table (plots label them)
+    return sat
+
+
+def gates_of(trace: Mapping, gates=SATURATING) -> dict[str, list[int]]:
+    """The saturating gates a trace holds, each with its layers, in the paper's order.
+
+    >>> gates_of({"layers.1.gates.forget": 0, "layers.0.gates.forget": 0, "layers.0.gates.input": 0,
+    ...           "layers.0.gates.candidate": 0, "layers.0.hidden": 0})
+    {'input': [0], 'forget': [0, 1]}
+    """
+    found: dict[str, set[int]] = {}
+    for key in trace:
+        m = _KEY.match(key)
+        if m and m.group(2) in gates:
+            found.setdefault(m.group(2), set()).add(int(m.group(1)))
+    return {g: sorted(found[g]) for g in gates if g in found}
+
+
+def histogram(trace: Mapping, gate: str, layer: int, unit: int | None = None,
+              bins: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """How one gate's activations are spread over [0, 1]: the fraction of characters per bin.
+
+    ``unit=None`` pools every unit of the layer. Returns ``(fractions, edges)`` with
+    ``bins`` fractions that sum to 1 and ``bins + 1`` edges from 0 to 1.
+
+    >>> trace = {"layers.0.gates.forget": np.array([[0.05, 0.5], [0.95, 0.97]])}
+    >>> fractions, edges = histogram(trace, "forget", 0, unit=1, bins=2)
+    >>> fractions.tolist(), edges.tolist()
+    ([0.0, 1.0], [0.0, 0.5, 1.0])
+    >>> histogram(trace, "forget", 0, bins=2)[0].tolist()      # both units pooled
+    [0.25, 0.75]
+    """
+    key = f"layers.{layer}.gates.{gate}"
+    if key not in trace:
+        have = ", ".join(f"{g} (layers {', '.join(map(str, ls))})" for g, ls in gates_of(trace).items())
+        raise KeyError(f"no {gate!r} gate in layer {layer} of this trace; it has: {have or 'no saturating gates'}")
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, got {bins}")
+    values = np.asarray(trace[key], dtype=np.float32)
+    if unit is not None:
+        if not 0 <= unit < values.shape[1]:
+            raise IndexError(f"unit {unit} does not exist: layer {layer} has units 0..{values.shape[1] - 1}")
+        values = values[:, unit]
+    counts, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    return counts / max(1, values.size), edges
 
 
 def summary(sat: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:

@@ -59,3 +59,38 @@ def test_on_a_real_trace():
     assert set(sat.gate) == {"reset", "update"} and len(sat) == 2 * 2 * 6
     assert ((sat.left >= 0) & (sat.left + sat.right <= 1)).all()
     assert isinstance(sat, pd.DataFrame)
+
+
+def test_gates_of_lists_gates_in_the_papers_order_with_their_layers():
+    assert gates.gates_of(synthetic()) == {"input": [1], "forget": [0]}
+    assert gates.gates_of({"layers.0.hidden": np.zeros((2, 2))}) == {}
+
+
+def test_histogram_of_one_unit_and_of_a_layer():
+    data = synthetic()
+    fractions, edges = gates.histogram(data, "forget", 0, unit=1, bins=4)
+    assert edges.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert fractions.tolist() == [0.25, 0.0, 0.75, 0.0]      # 0.02 a quarter of the time, else 0.5
+    pooled, _ = gates.histogram(data, "forget", 0, bins=4)
+    per_unit = [gates.histogram(data, "forget", 0, unit=u, bins=4)[0] for u in range(3)]
+    assert pooled.sum() == pytest.approx(1.0) and pooled == pytest.approx(np.mean(per_unit, 0))
+    assert gates.histogram(data, "forget", 0, unit=0, bins=10)[0].tolist() == [0.0] * 9 + [1.0]
+
+
+def test_histogram_errors_name_what_exists():
+    with pytest.raises(KeyError, match=r"no 'update' gate in layer 0 .* input \(layers 1\), forget \(layers 0\)"):
+        gates.histogram(synthetic(), "update", 0)
+    with pytest.raises(IndexError, match=r"unit 3 does not exist: layer 0 has units 0..2"):
+        gates.histogram(synthetic(), "forget", 0, unit=3)
+    with pytest.raises(ValueError, match="bins must be at least 1"):
+        gates.histogram(synthetic(), "forget", 0, bins=0)
+
+
+def test_thresholds_travel_with_the_table():
+    assert gates.saturation(synthetic(), left=0.2, right=0.7).attrs == {"left": 0.2, "right": 0.7}
+
+
+def test_doctests():
+    import doctest
+    result = doctest.testmod(gates)
+    assert result.attempted >= 6 and result.failed == 0
