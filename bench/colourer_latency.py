@@ -52,27 +52,11 @@ tr = s.trace(split="test", length=10_000)
 small = TextColourer(tr, layer=1, unit=0, height=360)
 small'''
 
-SYNTHETIC = '''class SyntheticTrace:
-    """What TextColourer reads from a trace, with smooth random values (AR(1) noise)."""
-
-    def __init__(self, text, width=16, k=5, seed=0):
-        rng = np.random.default_rng(seed)
-        self.text, self.vocab, self.n_layers, self.width = text, tuple(sorted(set(text))), 1, width
-        noise = rng.normal(0, 0.2, (len(text), width))
-        self._arrays = {"layers.0.cell": lfilter([1], [1, -0.98], noise, axis=0).astype(np.float16),
-                        "topk.ids": rng.integers(0, len(self.vocab), (len(text), k)).astype(np.int64),
-                        "topk.probs": -np.sort(-rng.dirichlet(np.ones(k + 1), len(text))[:, :k], 1)}
-
-    def __getitem__(self, key):
-        return self._arrays[key]
-
-    def unit(self, layer, unit, what="cell"):
-        if layer != 0 or not 0 <= unit < self.width or what != "cell":
-            raise IndexError(f"no layer {layer}, unit {unit}, {what}")
-        return np.tanh(self._arrays["layers.0.cell"][:, unit].astype(np.float32))
-
-
-big = TextColourer(SyntheticTrace(s.split_text("test", 0, 300_000)), layer=0, unit=0, height=360)
+SYNTHETIC = '''# 16 series of smooth random values (AR(1) noise), what a trace's layer holds
+text = s.split_text("test", 0, 300_000)
+noise = np.random.default_rng(0).normal(0, 0.2, (len(text), 16))
+smooth = np.tanh(lfilter([1], [1, -0.98], noise, axis=0))
+big = TextColourer.from_arrays(text, {f"unit {u}": smooth[:, u] for u in range(16)}, height=360)
 big'''
 
 HELPERS = """
