@@ -96,7 +96,8 @@ class TextColourer(anywidget.AnyWidget):
         """
         w = cls(ArrayTrace(text, series), layer=0, unit=0, what="hidden", vmin=vmin, vmax=vmax, **kw)
         w.series = list(series)
-        w.label = "series"
+        w.label = w.series[0]
+        w.observe(lambda change: w.set_trait("label", w.series[change["new"]]), names=["unit"])
         return w
 
     def __repr__(self) -> str:
