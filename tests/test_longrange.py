@@ -52,3 +52,13 @@ def test_lengths_are_checked():
         lr.by_character("abcd", [0.1, 0.2], [0.1, 0.2])
     with pytest.raises(ValueError, match="differ in length"):
         lr.error_overlap([0.1, 0.2], [0.1])
+
+
+def test_results_dir_finds_the_committed_results_and_names_a_missing_one(monkeypatch, tmp_path):
+    import doctest
+
+    import lab.results
+    assert doctest.testmod(lab.results).failed == 0
+    monkeypatch.setenv("VURN_RESULTS", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="VURN_RESULTS"):
+        lab.results.results_dir()
