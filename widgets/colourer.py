@@ -96,6 +96,7 @@ class TextColourer(anywidget.AnyWidget):
         """
         w = cls(ArrayTrace(text, series), layer=0, unit=0, what="hidden", vmin=vmin, vmax=vmax, **kw)
         w.series = list(series)
+        w.find_units = False            # series are not units: a selection has nothing to look for
         w.label = w.series[0]
         w.observe(lambda change: w.set_trait("label", w.series[change["new"]]), names=["unit"])
         return w
