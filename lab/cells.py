@@ -308,6 +308,13 @@ def _check_span(span, length: int) -> tuple[int, int]:
     return start, end
 
 
+def _around(span: tuple[int, int], length: int, margin: int | None) -> np.ndarray:
+    """Indices of the ``margin`` characters on each side of ``span`` (default: its length, 3 to 10)."""
+    start, end = span
+    margin = min(max(3, end - start), 10) if margin is None else int(margin)
+    return np.r_[max(0, start - margin):start, end:min(length, end + max(margin, 0))]
+
+
 def select_units(values: np.ndarray, span, margin: int | None = None, threshold: float | None = None,
                  tolerance: float = 0.05) -> tuple[pd.DataFrame, float]:
     """Units that are on inside ``span`` and off just around it, and the threshold that says "on".
@@ -333,9 +340,8 @@ def select_units(values: np.ndarray, span, margin: int | None = None, threshold:
     start, end = _check_span(span, len(values))
     if not 0 <= tolerance < 0.5:
         raise ValueError(f"tolerance is a fraction of characters below 0.5, got {tolerance}")
-    margin = min(max(3, end - start), 10) if margin is None else int(margin)
-    around = np.r_[max(0, start - margin):start, end:min(len(values), end + margin)]
-    if margin < 1 or len(around) == 0:
+    around = _around((start, end), len(values), margin)
+    if len(around) == 0:
         raise ValueError("the span has no characters around it to be off on: select a shorter span "
                          "or give a margin of at least 1")
     inside, outside = values[start:end], values[around]
@@ -478,8 +484,7 @@ def _reference(text, span, margin, hypothesis, extra):
             raise ValueError(f"the hypothesis has {len(h)} values but the text {len(text)} characters")
         return getattr(hypothesis, "__name__", "given"), h
     start, end = span
-    margin = min(max(3, end - start), 10) if margin is None else int(margin)
-    around = np.r_[max(0, start - margin):start, end:min(len(text), end + margin)]
+    around = _around(span, len(text), margin)
     best, best_score = (None, None), 0.0
     for name, h in boolean_hypotheses(text, extra).items():
         agree = (h[start:end].sum() + (~h[around]).sum()) / (end - start + len(around))

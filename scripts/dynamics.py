@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from lab.checkpoint import code_commit
 from lab.corpus import load_corpus
 from lab.dynamics import similarity_over_training
 from lab.nnn import NNN, NNNConfig, fit
@@ -71,10 +71,8 @@ def main(argv=None) -> None:
     df["epoch"] = (df.step / trainer.steps_per_epoch).round(3)
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "war_and_peace.csv", index=False)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                            check=False).stdout.strip()
     (args.out / "provenance.json").write_text(json.dumps({
-        "command": "python " + " ".join(sys.argv), "commit": commit,
+        "command": "python " + " ".join(sys.argv), "commit": code_commit(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "device": f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)",
         "lstm": {"layers": args.layers, "row": args.row, "width": trainer.model.cfg.width, "epochs": args.epochs,

@@ -14,7 +14,6 @@ import argparse
 import csv
 import json
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from lab.checkpoint import code_commit
 from lab.corpus import load_corpus
 from lab.nnn import select_hidden
 
@@ -52,8 +52,6 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     corpus = load_corpus(args.corpus)
     device = torch.device(args.device)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, check=False,
-                            text=True).stdout.strip()
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
              else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
     args.table.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +74,7 @@ def main(argv=None) -> None:
                 w.writerow({"corpus": corpus.name, **{k: r[k] for k in FIELDS[1:-1]}, "device": where})
         prov = args.table.with_suffix(".provenance.jsonl")
         with prov.open("a") as f:
-            f.write(json.dumps({"corpus": corpus.name, "n": n, "command": " ".join(sys.argv), "commit": commit,
+            f.write(json.dumps({"corpus": corpus.name, "n": n, "command": " ".join(sys.argv), "commit": code_commit(),
                                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": where,
                                 "sizes": args.sizes, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
                                 "seconds": round(time.time() - t0, 1)}) + "\n")
