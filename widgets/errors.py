@@ -27,14 +27,11 @@ import numpy as np
 import traitlets
 
 from lab.errors import CATEGORIES, LABELS, NOT_AN_ERROR, ErrorBreakdown
+from widgets.html import visible
 
 HERE = Path(__file__).resolve().parent
 COLOURS = {"ngram": "#1f77b4", "memory": "#9467bd", "rare_words": "#2ca02c", "word_model": "#ff7f0e",
            "punctuation": "#8c564b", "boost": "#e377c2", "other": "#7f7f7f"}
-
-
-def _shown_char(ch: str) -> str:
-    return {"\n": "\u21b5", " ": "\u2423", "\t": "\u2192"}.get(ch, ch)
 
 
 class ErrorExplorer(anywidget.AnyWidget):
@@ -227,7 +224,7 @@ class ErrorExplorer(anywidget.AnyWidget):
                 if "p" in c:
                     title += f' p={c["p"]:.3f} {LABELS.get(c.get("cat"), "")}'
                 if c.get("top"):
-                    title += " next: " + " ".join(f"{_shown_char(ch)} {p:.2f}" for ch, p in c["top"])
+                    title += " next: " + " ".join(f"{visible(ch)} {p:.2f}" for ch, p in c["top"])
                 shown = "\u21b5\n" if c["ch"] == "\n" else c["ch"]
                 spans.append(f'<span{style} title="{html.escape(title)}">{html.escape(shown)}</span>')
             examples.append(f'<div class="err-example" style="white-space:pre-wrap;font-family:monospace;'

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from widgets.html import colour_of
+from widgets.html import colour_of, visible
 
 FORMATS = ("png", "svg", "pdf")
 CHAR_WIDTH = 0.602  # DejaVu Sans Mono's advance width, in em (matplotlib ships the font)
@@ -83,7 +83,7 @@ def save_coloured_text(path, text: str, values, vmin: float = -1.0, vmax: float 
             for band in range(k):
                 rects.append(Rectangle((i - start, y + band / k), 1, 1 / k))
                 colours.append(colour_of(values[band, i], vmin, vmax))
-        shown = text[start:end].replace("\n", "\u21b5").replace("\t", "\u2192")
+        shown = "".join(visible(ch, alone=False) for ch in text[start:end])
         ax.text(0, y + 0.5, shown, fontsize=fontsize, family="DejaVu Sans Mono", va="center_baseline",
                 ha="left", color="#111")
     ax.add_collection(PatchCollection(rects, facecolors=colours, edgecolors="none", alpha=0.85))  # legible ink

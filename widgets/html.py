@@ -18,7 +18,21 @@ import math
 
 import numpy as np
 
-__all__ = ["ColouredText", "colour_text", "colour_of"]
+__all__ = ["ColouredText", "colour_of", "colour_text", "visible"]
+
+# how invisible characters are drawn: in running text a space stays a space; alone (a
+# label, a list of predictions) it is shown too
+IN_TEXT = {"\n": "\u21b5", "\t": "\u2192"}
+ALONE = {**IN_TEXT, " ": "\u2423"}
+
+
+def visible(ch: str, alone: bool = True) -> str:
+    """A character as vurn draws it: newline \u21b5, tab \u2192, and (alone) space \u2423.
+
+        >>> visible("\\n"), visible(" "), visible(" ", alone=False), visible("a")
+        ('\u21b5', '\u2423', ' ', 'a')
+    """
+    return (ALONE if alone else IN_TEXT).get(ch, ch)
 
 RED = (255, 0, 0)       # vmin
 WHITE = (255, 255, 255)  # midpoint

@@ -15,6 +15,7 @@ scrolls to the first. ``selected`` and ``examples`` hold the choice for Python.
 """
 from __future__ import annotations
 
+import ipywidgets
 import numpy as np
 import pandas as pd
 import traitlets
@@ -22,11 +23,9 @@ from bokeh.models import ColumnDataSource, HoverTool
 from bokeh.plotting import figure
 from jupyter_bokeh import BokehModel
 
-import ipywidgets
 from lab.longrange import by_character, closing_braces
 from widgets.colourer import TextColourer
-
-SHOW = {"\n": "\u21b5", " ": "\u2423", "\t": "\u2192"}
+from widgets.html import visible
 
 
 def _aligned(p) -> np.ndarray:
@@ -50,7 +49,7 @@ class CompareBars(ipywidgets.VBox):
         a, b = _aligned(p_a), _aligned(p_b)
         self.colourer = TextColourer.from_arrays(
             text, {f"{names[0]} - {names[1]}": a - b, names[0]: a, names[1]: b}, vmin=-1, vmax=1, height=height)
-        shown = [SHOW.get(x, x) for x in self.table.label]
+        shown = [visible(x) for x in self.table.label]
         self.source = ColumnDataSource({"x": shown, "label": list(self.table.label), "count": self.table["count"],
                                         "a": self.table.p_a, "b": self.table.p_b, "d": self.table.difference})
         fig = figure(x_range=shown, height=260, width=900, title=title, tools="tap,reset", name=name,

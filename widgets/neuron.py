@@ -21,9 +21,7 @@ import numpy as np
 import traitlets
 
 from lab.neurons import profile
-from widgets.html import colour_of
-
-SHOW = {"\n": "\u21b5", "\t": "\u2192"}
+from widgets.html import colour_of, visible
 
 
 def histogram_svg(hist, width: int = 360, height: int = 110, vmin: float = -1.0, vmax: float = 1.0) -> str:
@@ -62,7 +60,7 @@ def snippet_html(text: str, values, position: int, before: int = 40, after: int 
     a, b = max(0, position - before), min(len(text), position + after + 1)
     spans = []
     for i in range(a, b):
-        ch = html.escape(SHOW.get(text[i], text[i]))
+        ch = html.escape(visible(text[i], alone=False))
         ring = ";outline:2px solid #000" if i == position else ""
         spans.append(f'<span style="background:{colour_of(values[i], vmin, vmax)}{ring}" '
                      f'title="{values[i]:+.3f}">{ch}</span>')
