@@ -361,3 +361,12 @@ BOKEH_POINT_JS = """([name, x, y]) => {
 def bokeh_point(page, name: str, x, y) -> dict | None:
     """Where data point (x, y) of the Bokeh plot ``name`` is on the page: {"x", "y"}, or None."""
     return page.evaluate(BOKEH_POINT_JS, [name, x, y])
+
+
+def needs_corpora(*names: str):
+    """Mark a module's browser tests: skipped, with how to fix it, unless every named corpus is found."""
+    from lab.corpus import find_corpus_file
+    missing = [n for n in names if not find_corpus_file(n)]
+    return [pytest.mark.browser,
+            pytest.mark.skipif(bool(missing), reason=f"the notebooks need the corpora {', '.join(missing)}: "
+                                                     "set VURN_DATA to the folder holding them")]

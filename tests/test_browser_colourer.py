@@ -20,11 +20,11 @@ import time
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from lab.corpus import find_corpus_file
 from tests.browser import (  # noqa: F401
     ROOT,
     chromium,
     jupyter_lab,
+    needs_corpora,
     page,
     run_cell,
     run_notebook,
@@ -32,11 +32,7 @@ from tests.browser import (  # noqa: F401
     write_notebook,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not (find_corpus_file("war_and_peace") and find_corpus_file("linux_kernel")),
-                       reason="the notebooks need the corpora: set VURN_DATA to the folder holding them"),
-]
+pytestmark = needs_corpora("war_and_peace", "linux_kernel")
 
 DOCS_PNG = ROOT / "docs" / "colourer.png"
 QUOTE_UNIT = (1, 283)  # the shipped War and Peace model's quote cell (notebook 02 finds it)

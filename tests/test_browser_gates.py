@@ -13,13 +13,11 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
-
-from lab.corpus import find_corpus_file
 from tests.browser import (  # noqa: F401
     bokeh_point,
     chromium,
     jupyter_lab,
+    needs_corpora,
     page,
     run_cell,
     run_notebook,
@@ -28,11 +26,7 @@ from tests.browser import (  # noqa: F401
     write_notebook,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not find_corpus_file("war_and_peace"),
-                       reason="the notebooks need the War and Peace corpus: set VURN_DATA to the folder holding it"),
-]
+pytestmark = needs_corpora("war_and_peace")
 
 SMALL_NOTEBOOK = [
     """import numpy as np

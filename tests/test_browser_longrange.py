@@ -8,24 +8,18 @@ chart. Screenshots go to a temporary folder (``$VURN_SCREENSHOTS`` if set).
 """
 from __future__ import annotations
 
-import pytest
-
-from lab.corpus import find_corpus_file
 from tests.browser import (  # noqa: F401
     bokeh_point,
     chromium,
     jupyter_lab,
+    needs_corpora,
     page,
     run_notebook,
     shots,
     wait_for_plots,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not find_corpus_file("linux_kernel"),
-                       reason="the notebook needs the Linux corpus: set VURN_DATA to the folder holding it"),
-]
+pytestmark = needs_corpora("linux_kernel")
 
 UNDERLINED_JS = """el => [...el.querySelectorAll('.vurn-match')].map(s => s.textContent)"""
 
