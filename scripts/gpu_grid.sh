@@ -11,6 +11,7 @@
 #   RESTORE   folder with the previous session's grid-*.tgz.part-* (default .gpu/grid-prev; absent: fresh)
 #   GRID      working grid folder (default runs/grid)     TAIL  seconds kept for scoring and packing (75)
 #   VURN_COMMIT  commit of the code (default: .gpu/commit, else git)   GRID_ARGS  more `grid run` options
+#   MAX_PARTS archive parts at most (default 7: device_log.txt is the 8th file; 6 if another file goes to OUT)
 #   TINY=1    the same flow on the CPU at toy size (~1 minute): rows 64, LSTM and GRU, 1-2 layers, 2 short epochs
 #
 # A session, from the repository root here (".gpu/" is git-ignored; carry it):
@@ -66,8 +67,8 @@ fi
 # 4. score every new best checkpoint here (test loss + bootstrap SE, cached in score.json), then the table
 "$PY" -m lab grid collect "$GRID" --results "$GRID/results" --device $DEV --data "$DATA" >> "$LOG" 2>&1 \
   || say "collect failed (the runs are packed all the same)"
-# 5. pack: 7 parts at most (device_log.txt is the 8th file), 60 MiB together
-"$PY" -m lab grid pack "$GRID" "$OUT" --max-parts 7 --max-mib 60 > "$OUT/pack.json" 2>&1 || say "pack failed"
+# 5. pack: MAX_PARTS parts at most (device_log.txt is one more file), 60 MiB together
+"$PY" -m lab grid pack "$GRID" "$OUT" --max-parts "${MAX_PARTS:-7}" --max-mib 60 > "$OUT/pack.json" 2>&1 || say "pack failed"
 cat "$OUT/pack.json" >> "$LOG"; rm -f "$OUT/pack.json"
 say "done"
 grep -E '^\s*(war_and_peace|linux_kernel)-' "$LOG" | tail -80
