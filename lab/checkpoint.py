@@ -117,7 +117,13 @@ def check_corpus(meta: dict, corpus, source: str | os.PathLike = "the checkpoint
 
 
 def code_commit() -> str:
-    """The git commit of the code that is running, with ``+dirty`` for local changes."""
+    """The git commit of the code that is running, with ``+dirty`` for local changes.
+
+    ``VURN_COMMIT``, when set, wins: a copy of the tree on another machine (a lent GPU)
+    can carry a stale ``.git``, and the script that sent it knows the commit.
+    """
+    if os.environ.get("VURN_COMMIT"):
+        return os.environ["VURN_COMMIT"]
     root = Path(__file__).resolve().parent.parent
     try:
         done = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=root,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import struct
 
 import pytest
@@ -233,3 +234,12 @@ def test_doctests():
     import doctest
     result = doctest.testmod(lab.checkpoint)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_code_commit_is_git_unless_vurn_commit_names_it(monkeypatch):
+    from lab.checkpoint import code_commit
+    monkeypatch.delenv("VURN_COMMIT", raising=False)
+    here = code_commit()
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|unknown", here)
+    monkeypatch.setenv("VURN_COMMIT", "c52d661ce827952f51954e394c68effd591eba55")  # a copied tree's stale .git loses
+    assert code_commit() == "c52d661ce827952f51954e394c68effd591eba55"
