@@ -20,7 +20,7 @@ further back, which needs a longer burn-in: run both.
 
     python bench/trace.py                                   # random 3x241, CPU
     python bench/trace.py --checkpoint war_and_peace_lstm   # the shipped 2x307
-    python bench/trace.py --device cuda
+    python bench/trace.py --device cuda --repeat 3 --sweep   # and other stream counts
 """
 from __future__ import annotations
 
@@ -112,6 +112,8 @@ def main(argv=None):
     p.add_argument("--loop-chars", type=int, default=5000, help="prefix length timed for the per-step loop")
     p.add_argument("--skip-one-stream", action="store_true", help="skip the slow single-stream run")
     p.add_argument("--repeat", type=int, default=1, help="time ours this many times and report the fastest")
+    p.add_argument("--sweep", type=int, nargs="*", default=None, metavar="STREAMS",
+                   help="also time ours with these stream counts (default list when given bare)")
     args = p.parse_args(argv)
     device = pick_device(args.device)
     corpus = load_corpus("war_and_peace")
@@ -135,6 +137,19 @@ def main(argv=None):
     best = f"fastest of {args.repeat}; " if args.repeat > 1 else ""
     print(f"ours:       {n / t_ours:12,.0f} chars/s  ({t_ours:.3f} s; {best}{tr.info['streams']} streams, burn-in "
           f"{tr.info['burn_in']}, seam deviation {tr.seam_deviation:.1e}, {tr.info['probes']} probes)")
+    nbytes = sum(tr._arrays[k].numel() * tr._arrays[k].element_size() for k in tr)
+    t = time.perf_counter()
+    for key in tr:  # what the first read of every array costs (from a GPU: the copy to the host)
+        tr[key]
+    print(f"to host:    {time.perf_counter() - t:.3f} s for all {len(tr)} arrays ({nbytes / 2**30:.2f} GiB), "
+          "not part of the time above: a trace is read layer by layer, when first needed")
+    if args.sweep is not None:
+        for k in args.sweep or (n // 2048, n // 1024, n // 512, n // 256, n // 128):
+            t_k, tr_k = min((timed_trace(model, ids, device, streams=k) for _ in range(max(1, args.repeat))),
+                            key=lambda r: r[0])
+            print(f"  streams={tr_k.info['streams']:5d}: {n / t_k:12,.0f} chars/s  ({t_k:.3f} s; burn-in "
+                  f"{tr_k.info['burn_in']}, seam deviation {tr_k.seam_deviation:.1e}, attempts {tr_k.info['attempts']})")
+            del tr_k
     loop_n = min(args.loop_chars, n)
     t_loop = lstmcell_loop(model, ids[:loop_n], device) * n / loop_n
     print(f"loop:       {n / t_loop:12,.0f} chars/s  (LSTMCell per step, timed on {loop_n:,} chars)")

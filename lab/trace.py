@@ -23,9 +23,10 @@ How it is fast: the text is cut into parallel streams. Each starts ``burn_in``
 characters before the part it owns, so its state has forgotten the zero start by
 then; the deviation from its neighbour at every seam is measured, and when it passes
 ``tol`` the burn-in doubles (in the end: one single stream, exact by construction).
-On CUDA each layer's hidden states come from the fused kernel and all gates from one
-batched product, the cell state from a scan; on the CPU one batched step loop over all
-streams computes everything at once.
+Each layer's hidden states come from the fused kernel (cuDNN on a GPU), all gates from
+one batched product and the cell state from a blocked scan; ``method="loop"`` (one
+batched step loop over all streams, what interventions use) computes everything step
+by step. A GPU gets more, shorter streams and no seam probe: its cost is steps, not rows.
 
     >>> import torch
     >>> from lab.models import CharRNN, ModelConfig
@@ -171,13 +172,43 @@ def _fused_layer(kind, xin, xp, weights, h0, c0, window=8192):
     gates, _ = _gates(kind, xp, hp, h_prev)
     out = {"hidden": hidden, **gates}
     if kind == "lstm":
-        cell = torch.empty_like(hidden)
-        c, f, ig = c0, gates["forget"], gates["input"] * gates["candidate"]
-        for t in range(W):
-            c = torch.addcmul(ig[:, t], f[:, t], c)
-            cell[:, t] = c
-        out["cell"] = cell
+        out["cell"] = _cell_scan(gates["forget"], gates["input"] * gates["candidate"], c0)
     return out
+
+
+SCAN_BLOCK = 64  # longest block of the cell scan: bounds the rounding of a block's product of forget gates
+
+
+def _cell_scan(f: torch.Tensor, ig: torch.Tensor, c0: torch.Tensor) -> torch.Tensor:
+    """The LSTM cell state c(t) = f(t) c(t-1) + i(t) g(t) along dim 1 of (S, W, H), from c0 (S, H).
+
+    In blocks of about sqrt(W) steps, so that a long text costs ~2 sqrt(W) small steps, not W
+    (each step is a kernel launch on a GPU): a scan inside every block at once from zero,
+    one across the blocks' ends, then c(t) = local(t) + (product of f since the block's
+    start) x c(block start). The same sums as the step loop, grouped differently.
+
+        >>> f, ig = torch.full((1, 5, 1), 0.5), torch.ones(1, 5, 1)
+        >>> _cell_scan(f, ig, torch.zeros(1, 1))[0, :, 0].tolist()
+        [1.0, 1.5, 1.75, 1.875, 1.9375]
+    """
+    S, W, H = f.shape
+    C = max(1, min(SCAN_BLOCK, math.isqrt(W)))
+    B = -(-W // C)
+    if B * C != W:  # pad the end with f = 1, ig = 0: the state just carries over
+        f, ig = F.pad(f, (0, 0, 0, B * C - W), value=1.0), F.pad(ig, (0, 0, 0, B * C - W))
+    f, ig = f.reshape(S, B, C, H), ig.reshape(S, B, C, H)
+    local = torch.empty_like(ig)
+    c = torch.zeros_like(ig[:, :, 0])
+    for t in range(C):                                                    # every block at once
+        c = torch.addcmul(ig[:, :, t], f[:, :, t], c)
+        local[:, :, t] = c
+    decay = torch.cumprod(f, dim=2)                                       # forget since the block's start
+    start = torch.empty_like(c)
+    c = c0
+    for b in range(B):                                                    # across the blocks' ends
+        start[:, b] = c
+        c = torch.addcmul(local[:, b, -1], decay[:, b, -1], c)
+    return torch.addcmul(local, decay, start[:, :, None]).reshape(S, B * C, H)[:, :W]
 
 
 def _run_rows(model, rows: torch.Tensor, method: str, edit=None, state=None):
@@ -217,14 +248,20 @@ def compute_trace(model, ids: torch.Tensor, **kw) -> Trace:
 def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=None, dtype=torch.float16,
                   streams: int | None = None, burn_in: int = 512, tol: float = 1e-4, top_k: int = 5,
                   method: str | None = None, max_rows: int | None = None, edit=None,
-                  next_id: int | None = None, memory: float = 1e9) -> Trace:
+                  next_id: int | None = None, memory: float | None = None) -> Trace:
     """Trace ``model`` over ``ids`` (see the module docstring); ``next_id`` is the character after.
 
-    ``streams`` defaults to one per ``4 * burn_in`` characters; ``method`` is ``fused``
+    ``streams`` defaults to one per ``4 * burn_in`` characters on a CPU, where every
+    character of burn-in costs arithmetic, and one per ``burn_in`` on a GPU, where a step
+    costs about the same for a few streams as for hundreds; ``method`` is ``fused``
     (fused kernel + batched gates) or ``loop`` (explicit batched steps, used for edits);
-    ``memory`` bounds the float32 working set in bytes (streams are traced in groups).
+    ``memory`` bounds the float32 working set in bytes (streams are traced in groups;
+    default 1e9 on a CPU, half the free memory of a GPU).
     """
     device = model.head.weight.device
+    on_gpu = device.type == "cuda"
+    if memory is None:
+        memory = torch.cuda.mem_get_info(device)[0] / 2 if on_gpu else 1e9
     model = model.eval()
     ids = ids.to(device)
     n = ids.numel()
@@ -245,7 +282,7 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
         streams = 1  # an intervention follows one continuous run
 
     def layout(burn):
-        k = max(1, min(4096, n // (4 * burn))) if auto and edit is None else streams
+        k = max(1, min(4096, n // ((1 if on_gpu else 4) * burn))) if auto and edit is None else streams
         return (1, 0) if k == 1 else (k, burn)
 
     def grow(k, burn):
@@ -256,8 +293,9 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
     k, burn = layout(burn_in)
     several = k > 1  # several streams at first: ending with one is a fallback
     # Probe a few seams first, so that the full trace runs once. The probe runs 16 rows:
-    # worth it only when that is a small part of all rows (the CPU's cost grows with rows).
-    while k > 4 * PROBE_SEAMS:
+    # worth it only when that is a small part of all rows, on a CPU (whose cost grows with
+    # rows); a GPU takes about as long for 16 rows as for all of them.
+    while k > 4 * PROBE_SEAMS and not on_gpu:
         dev = _seam_probe(model, ids, k, burn, method)
         probes += 1
         if dev <= tol:
@@ -341,9 +379,10 @@ def _trace_streams(model, ids, streams, burn, method, dtype, top_k, max_rows, ed
                  f"gates.{g}" for g in GATE_NAMES[cfg.kind])]
     arrays = {k: torch.empty(n, cfg.width, dtype=dtype, device=device) for k in names}
     arrays["logits"] = torch.empty(n, cfg.vocab_size, dtype=dtype, device=device)
-    seam_own = {}    # row -> float32 state at its last owned position (compared with the next row)
-    seam_burn = {}   # row -> float32 state just before its own part (from its burn-in)
-    final = None
+    # every row's last owned position, and (rows after the first) the position just before
+    # its own part, where its burn-in has brought it to the previous row's last state
+    last_col = (torch.arange(1, streams + 1) * span).clamp(max=n) - 1 - torch.arange(streams) * span + offset
+    seam_own, seam_burn = [], []   # float32 states at those positions, group by group
     per_row = width * (cfg.width * len(names) + cfg.vocab_size) * 4 * 2   # float32, with temporaries
     rows_per_group = max(1, min(max_rows or streams, int(memory // per_row)))
     group = 0
@@ -361,23 +400,19 @@ def _trace_streams(model, ids, streams, burn, method, dtype, top_k, max_rows, ed
         sel = (row_of >= group) & (row_of < g_end)
         r, c = (row_of[sel] - group).to(device), col_of[sel].to(device)
         where = own[sel].to(device)
-        states = []
         for l, out in enumerate(per_layer):
             for k, v in out.items():
                 key = f"layers.{l}.{k}" if k in ("hidden", "cell") else f"layers.{l}.gates.{k}"
                 arrays[key][where] = v[r, c].to(dtype)
-            states.append(torch.stack([out["hidden"]] + ([out["cell"]] if "cell" in out else []), -1))
         arrays["logits"][where] = logits[r, c].to(dtype)
-        state = torch.stack(states, 2)                                  # (S, W, layers, H, 1|2)
-        for s in range(group, g_end):
-            last = min(n, (s + 1) * span) - 1 - s * span + int(offset[s])
-            seam_own[s] = state[s - group, last]
-            if s > 0 and int(offset[s]) > 0:
-                seam_burn[s] = state[s - group, int(offset[s]) - 1]
-            if s == streams - 1:
-                final = state[s - group, last]                         # (layers, H, 1|2)
+        here = torch.arange(g_end - group)
+        seam_own.append(_layer_state(per_layer, here.to(device), last_col[group:g_end].to(device)))
+        late = here[int(group == 0):]                                   # rows with a burn-in: not row 0
+        seam_burn.append(_layer_state(per_layer, late.to(device), (offset[group:g_end][late] - 1).to(device)))
         group = g_end
-    deviation = max([(seam_burn[s] - seam_own[s - 1]).abs().max().item() for s in seam_burn] or [0.0])
+    seam_own, seam_burn = torch.cat(seam_own), torch.cat(seam_burn)    # (streams | streams - 1, layers, H, 1|2)
+    final = seam_own[-1]                                                # (layers, H, 1|2)
+    deviation = (seam_burn - seam_own[:-1]).abs().max().item() if streams > 1 else 0.0
     logits32 = arrays["logits"].float()
     logp = torch.log_softmax(logits32, dim=-1)
     nxt = torch.full((n,), -1, dtype=torch.long, device=device)
