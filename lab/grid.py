@@ -521,11 +521,24 @@ def bootstrap_se(losses, blocks: int = 100, resamples: int = 1000, seed: int = 0
     x = np.asarray(losses, dtype=np.float64)
     if x.size < blocks:
         raise ValueError(f"{x.size} losses are too few for {blocks} blocks")
-    parts = np.array_split(x, blocks)
-    sums = np.array([p.sum() for p in parts])
-    sizes = np.array([p.size for p in parts], dtype=np.float64)
+    sums, sizes = block_sums(x, blocks)
     idx = np.random.default_rng(seed).integers(0, blocks, size=(resamples, blocks))
     return float((sums[idx].sum(1) / sizes[idx].sum(1)).std(ddof=1))
+
+
+def block_sums(losses, blocks: int = 100):
+    """Sums and sizes of the ``blocks`` contiguous near-equal blocks (``numpy.array_split``).
+
+    What :func:`bootstrap_se` resamples, and what ``score.json`` keeps (as block means) so
+    that two models scored on the same text can be compared pairwise later
+    (:func:`lab.table1.paired_difference`), without their weights.
+
+        >>> block_sums([1.0, 2.0, 3.0, 4.0, 5.0], 2)
+        (array([6., 9.]), array([3., 2.]))
+    """
+    import numpy as np
+    parts = np.array_split(np.asarray(losses, dtype=np.float64), blocks)
+    return np.array([p.sum() for p in parts]), np.array([p.size for p in parts], dtype=np.float64)
 
 
 def score_run(run_dir: Path, device=None, data_dir=None, corpora: dict | None = None, rescore: bool = False) -> dict | None:
@@ -537,8 +550,8 @@ def score_run(run_dir: Path, device=None, data_dir=None, corpora: dict | None = 
     run_dir = Path(run_dir)
     cached = _read_json(run_dir / "score.json")
     meta = read_meta(run_dir / "best.safetensors")
-    if cached and not rescore and cached.get("bootstrap") == BOOTSTRAP and (
-            meta is None or cached.get("best_sha256") == meta.get("tensors_sha256")):
+    if cached and not rescore and cached.get("bootstrap") == BOOTSTRAP and (meta is None or (
+            cached.get("best_sha256") == meta.get("tensors_sha256") and "block_losses" in cached)):
         return cached
     if meta is None:
         return cached
@@ -557,7 +570,9 @@ def score_run(run_dir: Path, device=None, data_dir=None, corpora: dict | None = 
     model.load_state_dict(tensors)
     t = time.time()
     losses = char_losses(model, corpora[name].split_ids("test"))
+    sums, sizes = block_sums(losses.numpy(), BOOTSTRAP["blocks"])
     score = {"test_loss": losses.double().mean().item(), "test_loss_se": bootstrap_se(losses.numpy(), **BOOTSTRAP),
+             "block_losses": [round(float(v), 7) for v in sums / sizes],  # mean loss of each bootstrap block
              "test_chars": losses.numel(), "best_epoch": meta["epoch"], "val_loss": meta.get("val_loss"),
              "best_sha256": meta["tensors_sha256"], "bootstrap": BOOTSTRAP, "scored_on": _device_label(str(dev)),
              "scoring_s": round(time.time() - t, 2), "scored_at": _now()}
@@ -615,7 +630,8 @@ def collect(out_dir, results_dir="results", *, device=None, data_dir=None, resco
     """One row per model of ``out_dir`` (a :class:`pandas.DataFrame`, columns :data:`COLUMNS`).
 
     With ``results_dir`` (None: write nothing) also writes ``table1.csv``,
-    ``curves/NAME.csv`` (epoch, step, mean train loss, val loss) and
+    ``table1_blocks.csv`` (each model's mean test loss in each bootstrap block, for paired
+    comparisons), ``curves/NAME.csv`` (epoch, step, mean train loss, val loss) and
     ``table1_provenance.json`` there. Runs the grid log names but that have no folder
     yet are rows with status 'not started'. Test losses are scored from
     ``best.safetensors`` (best so far for an unfinished run) and cached in each run's
@@ -646,6 +662,10 @@ def collect(out_dir, results_dir="results", *, device=None, data_dir=None, resco
         results = Path(results_dir)
         (results / "curves").mkdir(parents=True, exist_ok=True)
         df.to_csv(results / "table1.csv", index=False, float_format="%.6g")
+        blocks = {p.name: score["block_losses"] for p in folders
+                  if (score := _read_json(p / "score.json")) and "block_losses" in score}
+        pd.DataFrame.from_dict(blocks, orient="index").rename_axis("name").to_csv(
+            results / "table1_blocks.csv", float_format="%.7g")
         for p in folders:
             if (p / "metrics.jsonl").exists() and (points := curve(p)):
                 pd.DataFrame(points).to_csv(results / "curves" / f"{p.name}.csv", index=False)

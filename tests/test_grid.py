@@ -216,6 +216,9 @@ def test_collect_writes_the_table_curves_and_provenance(done, tmp_path):
     means = [sum(blocks[i].sum() for i in d) / sum(len(blocks[i]) for i in d) for d in draws]
     assert row["test_loss_se"] == pytest.approx(np.std(means, ddof=1), rel=1e-9)
     assert row["test_loss_se"] == pytest.approx(bootstrap_se(losses), rel=1e-12)
+    blocks_csv = pd.read_csv(tmp_path / "results" / "table1_blocks.csv", index_col="name")
+    assert blocks_csv.shape == (3, 100)          # each block's mean loss, for paired comparisons
+    assert np.allclose(blocks_csv.loc["toy-lstm1-64"], [b.mean() for b in blocks], atol=1e-6)
     assert row["width"] == 12 and row["best_epoch"] in (1, 2) and row["wall_s"] > 0
     curve = pd.read_csv(tmp_path / "results" / "curves" / "toy-lstm1-64.csv")
     assert list(curve.columns) == ["epoch", "step", "train_loss", "val_loss"] and list(curve["epoch"]) == [1, 2]
