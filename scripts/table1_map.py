@@ -1,0 +1,71 @@
+"""The paper's t-SNE of the models (§4.1): one point per War and Peace model of the grid.
+
+Each model is the vector of probabilities it gives the correct next character over the
+whole test split (:func:`lab.table1.correct_char_probs`, from its best checkpoint); the
+vectors are embedded in 2-D with t-SNE (:func:`lab.table1.tsne_map`). Writes
+``results/table1/map.csv`` (name, kind, layers, row, status, test loss, x, y) and
+``map_provenance.json`` beside it. Models without a best checkpoint yet are left out.
+
+    python scripts/table1_map.py                         # grid in runs/grid, corpus War and Peace
+    python scripts/table1_map.py --grid runs/grid --corpus war_and_peace --device cuda
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lab.checkpoint import code_commit  # noqa: E402
+from lab.corpus import load_corpus  # noqa: E402
+from lab.table1 import correct_char_probs, default_perplexity, load_table, tsne_map  # noqa: E402
+from lab.train import pick_device  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--grid", default=str(ROOT / "runs" / "grid"), help="grid folder (python -m lab grid run)")
+    p.add_argument("--corpus", default="war_and_peace")
+    p.add_argument("--results", default=str(ROOT / "results" / "table1"))
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    started, t0 = datetime.now(timezone.utc), time.time()
+    table = load_table(Path(args.results) / "table1.csv").set_index("name")
+    runs = sorted(Path(args.grid, "runs").glob(f"{args.corpus}-*/best.safetensors"))
+    if len(runs) < 3:
+        sys.exit(f"{len(runs)} {args.corpus} models have a best checkpoint in {args.grid}: t-SNE needs 3 or more")
+    device = pick_device(args.device)
+    ids = load_corpus(args.corpus).split_ids("test")
+    names, probs = [], []
+    for path in runs:
+        names.append(path.parent.name)
+        probs.append(correct_char_probs(path, ids, device))
+        print(f"{names[-1]}: mean p(correct) {probs[-1].mean():.4f}", flush=True)
+    xy = tsne_map(np.stack(probs), seed=args.seed)
+    out = table.loc[names, ["kind", "layers", "row", "status", "test_loss"]].copy()
+    out["mean_p_correct"] = [float(v.mean()) for v in probs]
+    out["x"], out["y"] = xy[:, 0], xy[:, 1]
+    dest = Path(args.results)
+    out.rename_axis("name").to_csv(dest / "map.csv", float_format="%.6g")
+    (dest / "map_provenance.json").write_text(json.dumps({
+        "command": "python " + " ".join([f"scripts/{Path(__file__).name}", *(argv or sys.argv[1:])]),
+        "code_commit": code_commit(), "device": str(device), "started": started.isoformat(timespec="seconds"),
+        "seconds": round(time.time() - t0, 1), "models": len(names), "test_chars": int(ids.numel()),
+        "tsne": {"library": "scikit-learn TSNE", "init": "pca", "random_state": args.seed,
+                 "perplexity": default_perplexity(len(names))},
+        "vectors": "probability of the correct next character at every test position, from best.safetensors",
+    }, indent=1) + "\n")
+    print(f"wrote {dest / 'map.csv'} ({len(names)} models)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The paper's map of the models (§4.1): a t-SNE of Table 1's models as a Bokeh scatter.
+
+One point per model (``results/table1/map.csv``, from ``scripts/table1_map.py``):
+colour = kind (RNN, LSTM, GRU), size = Table 1 row, marker = depth. Hover names the
+model and its test loss; a tap opens it in a :class:`lab.Session` (``self.session``)
+when its checkpoint is on this machine (a grid folder's ``runs/NAME/best.safetensors``,
+or ``results/checkpoints/NAME.safetensors``), and says where to get it when not.
+
+    >>> import pandas as pd
+    >>> points = pd.DataFrame({"name": ["wp-lstm1-64", "wp-rnn2-128", "wp-gru3-512"], "kind": ["lstm", "rnn", "gru"],
+    ...                        "layers": [1, 2, 3], "row": [64, 128, 512], "status": ["finished"] * 3,
+    ...                        "test_loss": [1.5, 1.35, 1.1], "x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 0.5]})
+    >>> m = ModelMap(points, checkpoints=[])
+    >>> m.choose("wp-rnn2-128"); m.selected, m.session is None
+    ('wp-rnn2-128', True)
+    >>> "no checkpoint" in m.status.value
+    True
+
+Run ``bokeh.io.output_notebook(resources=INLINE, hide_banner=True)`` once first.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import ipywidgets
+import pandas as pd
+import traitlets
+from bokeh.embed import file_html
+from bokeh.models import ColumnDataSource, HoverTool, TapTool
+from bokeh.plotting import figure
+from bokeh.resources import INLINE
+from bokeh.transform import factor_cmap, factor_mark
+from jupyter_bokeh import BokehModel
+
+from lab.results import results_dir
+
+__all__ = ["ModelMap"]
+
+KIND_COLOURS = {"rnn": "#7f7f7f", "lstm": "#1f77b4", "gru": "#d62728"}
+DEPTH_MARKERS = {"1": "circle", "2": "square", "3": "triangle"}
+ROW_SIZES = {64: 9, 128: 13, 256: 18, 512: 24}
+REQUIRED = {"name", "kind", "layers", "row", "x", "y"}
+
+
+def default_checkpoints() -> list[Path]:
+    """Where taps look for checkpoints: the grid in ``runs/grid``, then ``results/checkpoints``."""
+    root = Path(__file__).resolve().parent.parent
+    return [root / "runs" / "grid", results_dir() / "checkpoints"]
+
+
+class ModelMap(ipywidgets.VBox):
+    """The t-SNE of the models: tap a point to open that model in a Session.
+
+    ``points`` is ``map.csv`` as a DataFrame (name, kind, layers, row, x, y, and
+    optionally status and test_loss). ``checkpoints`` lists folders to look in: grid
+    folders (``runs/NAME/best.safetensors``) or folders of ``NAME.safetensors``.
+    ``selected`` is the tapped model's name; ``session`` its Session once opened.
+    """
+
+    selected = traitlets.Unicode(None, allow_none=True)
+
+    def __init__(self, points: pd.DataFrame, checkpoints=None, device=None, title: str | None = None):
+        missing = REQUIRED - set(points.columns)
+        if missing:
+            raise ValueError(f"the map needs columns {sorted(REQUIRED)}; missing {sorted(missing)} "
+                             "(make it with scripts/table1_map.py)")
+        self.points = points.reset_index(drop=True)
+        self.folders = [Path(p) for p in (default_checkpoints() if checkpoints is None else checkpoints)]
+        self.device, self.session = device, None
+        self.title = title or f"{len(self.points)} models, t-SNE of p(correct character) on the test split"
+        self.source = ColumnDataSource(self._columns())
+        self.source.selected.on_change("indices", self._on_indices)
+        self.figure = self._figure(self.source)
+        self.view = BokehModel(self.figure)
+        self.status = ipywidgets.HTML("<i>tap a point to open that model</i>")
+        super().__init__([self.view, self.status])
+        self.observe(self._on_selected, names=["selected"])
+
+    def __repr__(self) -> str:
+        return f"ModelMap({len(self.points)} models; selected {self.selected})"
+
+    def checkpoint(self, name: str) -> Path | None:
+        """The first checkpoint of model ``name`` found in :attr:`folders`, or None."""
+        for folder in self.folders:
+            for path in (folder / "runs" / name / "best.safetensors", folder / f"{name}.safetensors"):
+                if path.is_file():
+                    return path
+        return None
+
+    def choose(self, name: str) -> None:
+        """Open model ``name`` as a tap would (``selected``, then ``session`` if its checkpoint is here)."""
+        if name not in set(self.points.name):
+            raise KeyError(f"no model {name!r} on this map; it has {', '.join(self.points.name)}")
+        self.source.selected.indices = [int(self.points.index[self.points.name == name][0])]
+
+    def _on_indices(self, attr, old, new) -> None:
+        if new:
+            self.selected = str(self.points.name[sorted(new)[0]])
+
+    def _on_selected(self, change) -> None:
+        name = change["new"]
+        path = self.checkpoint(name) if name else None
+        if path is None:
+            self.session = None
+            where = ", ".join(str(f) for f in self.folders) or "no folders"
+            self.status.value = (f"<b>{html.escape(str(name))}</b>: no checkpoint here (looked in {html.escape(where)}); "
+                                 "train it with <code>python -m lab grid run</code>")
+            return
+        from lab.session import Session
+        self.session = Session.load(str(path), device=self.device)
+        self.status.value = f"<b>opened</b> {html.escape(repr(self.session))}: <code>map.session</code>"
+
+    # -- Bokeh ----------------------------------------------------------------------------
+    def _columns(self) -> dict:
+        p = self.points
+        data = {c: p[c].tolist() for c in p.columns}
+        data["depth"] = [str(int(v)) for v in p.layers]
+        data["size"] = [ROW_SIZES.get(int(v), 12) for v in p.row]
+        data["label"] = [f"{k.upper()} {int(n)}-layer, row {int(r)}" for k, n, r in zip(p.kind, p.layers, p.row)]
+        data["loss"] = [f"{v:.3f}" for v in p.get("test_loss", pd.Series([float("nan")] * len(p)))]
+        data["state"] = list(p.get("status", pd.Series(["?"] * len(p))))
+        return data
+
+    def _figure(self, source: ColumnDataSource):
+        fig = figure(width=560, height=460, title=self.title, tools="pan,wheel_zoom,reset,save",
+                     toolbar_location="right")
+        kinds = [k for k in KIND_COLOURS if k in set(self.points.kind)]
+        depths = sorted(set(source.data["depth"]))
+        fig.scatter("x", "y", source=source, size="size", fill_alpha=0.75, line_color="black",
+                    color=factor_cmap("kind", [KIND_COLOURS[k] for k in kinds], kinds),
+                    marker=factor_mark("depth", [DEPTH_MARKERS[d] for d in depths], depths),
+                    legend_group="kind", selection_line_width=3, nonselection_fill_alpha=0.35)
+        fig.add_tools(HoverTool(tooltips=[("model", "@name"), ("", "@label"), ("test loss", "@loss nats/char"),
+                                          ("training", "@state")]), TapTool())
+        fig.legend.title, fig.legend.location = "kind (size = row, marker = depth)", "top_left"
+        fig.xaxis.axis_label, fig.yaxis.axis_label = "t-SNE 1", "t-SNE 2"
+        return fig
+
+    def to_html(self, path: str | Path | None = None) -> str:
+        """A standalone HTML page of the map (BokehJS inlined: no network)."""
+        page = file_html(self._figure(ColumnDataSource(self._columns())), INLINE, title=self.title)
+        if path is not None:
+            Path(path).write_text(page, encoding="utf-8")
+        return page
