@@ -21,7 +21,7 @@
 #     bash scripts/gpu_grid.sh .gpu/data $OUT 540 8
 # Only grid-state parts need to travel to the next session; keep every session's files locally, then
 #   python -m lab grid restore grid SESSION1_FILES SESSION2_FILES ...   (oldest first)
-#   python -m lab grid collect grid --results results                   (results/table1.csv, curves/)
+#   python -m lab grid collect grid --results results/table1            (table1.csv, curves/, blocks)
 set -uo pipefail
 DATA=$1 OUT=$2 BUDGET=$3 PARALLEL=${4:-8}
 START=$(date +%s)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One lent-GPU call: the trace benchmark and GPU tests (issue 3), then the Table 1 grid (issue 5)
+# for whatever time is left. What the 2026-11-26 session ran by hand, as one script.
+#
+# Usage (device run, timeout_s 590, carry [".gpu/data", ".gpu/commit", ".gpu/grid-prev"]):
+#   bash scripts/gpu_session.sh $OUT 565        # OUT, then wall seconds for everything
+# Before it, here: git rev-parse HEAD > .gpu/commit; mkdir -p .gpu/data && cp $VURN_DATA/*.txt .gpu/data/
+#   and the last session's grid-state parts in .gpu/grid-prev (see scripts/gpu_grid.sh).
+# After it: keep every session's files (runs/grid-sessions/sN), then
+#   python -m lab grid restore runs/grid runs/grid-sessions/s1 ... sN
+#   python -m lab grid collect runs/grid --results results/table1 --device cpu
+#   python scripts/table1_map.py
+# BENCH=0 skips the benchmark (its numbers are in results/bench_trace_gpu.md once measured).
+set -uo pipefail
+OUT=$1 BUDGET=$2
+START=$(date +%s)
+PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+export VURN_DATA=$PWD/.gpu/data PYTHONUNBUFFERED=1 VURN_COMMIT=${VURN_COMMIT:-$(cat .gpu/commit 2>/dev/null || echo unknown)}
+mkdir -p "$OUT"
+if [ "${BENCH:-1}" = 1 ]; then
+  B=$OUT/bench_trace_gpu.txt
+  { date -u; echo "commit $VURN_COMMIT"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    timeout 150 "$PY" bench/trace.py --device cuda --repeat 3 --sweep
+    timeout 100 "$PY" bench/trace.py --device cuda --checkpoint war_and_peace_lstm --repeat 3
+    timeout 60 "$PY" -m pytest -q -p no:cacheprovider -s tests/test_trace.py -k gpu; } > "$B" 2>&1
+  echo "bench took $(( $(date +%s) - START )) s" >> "$B"
+  cat "$B"
+fi
+LEFT=$(( BUDGET - ($(date +%s) - START) ))
+MAX_PARTS=6 bash scripts/gpu_grid.sh .gpu/data "$OUT" "$LEFT" "${PARALLEL:-12}"
