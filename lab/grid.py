@@ -844,6 +844,41 @@ def restore(out_dir, sources: Sequence) -> dict:
             "unfinished": [r.name for r in runs if r.name not in finished]}
 
 
+def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unfinished: bool = False) -> dict:
+    """Copy the best checkpoints of runs ``names`` to ``dest/NAME.safetensors``, each with a ``NAME.json`` card.
+
+    The card holds the run's summary (config, epochs, losses, device, training commit),
+    its test score and SE (``score.json``), every launch (``grid.json``) and who kept it
+    when. A run must be finished unless ``unfinished=True`` (then the card says which
+    epoch its best-so-far weights are from). Returns the files written and their size.
+    """
+    out_dir, dest = Path(out_dir), Path(dest)
+    written, total = [], 0
+    for name in names:
+        run = out_dir / "runs" / name
+        best = run / "best.safetensors"
+        if not best.is_file():
+            raise FileNotFoundError(f"no best checkpoint for {name!r} in {out_dir / 'runs'}: "
+                                    "train it (python -m lab grid run) or restore its session's archive")
+        summary = _read_json(run / "summary.json", {})
+        if not summary.get("finished") and not unfinished:
+            raise ValueError(f"{name} has not finished its epochs: keep it anyway with unfinished=True "
+                             "(--unfinished), and its card will say so")
+        score = {k: v for k, v in (score_run(run) or {}).items() if k != "block_losses"}
+        meta = read_meta(best) or {}
+        card = {**summary, "finished": bool(summary.get("finished")), "best_epoch": meta.get("epoch"),
+                **{k: score.get(k) for k in ("test_loss", "test_loss_se", "test_chars", "val_loss", "scored_on")},
+                "launches": _read_json(run / "grid.json", {}).get("launches", []),
+                "source": f"lab.grid run {name} (best validation checkpoint)",
+                "kept_by": command or " ".join(map(shlex.quote, sys.argv)), "kept_commit": _commit(), "kept_at": _now()}
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(best, dest / f"{name}.safetensors")
+        _write_json(dest / f"{name}.json", card)
+        written += [str(dest / f"{name}.safetensors"), str(dest / f"{name}.json")]
+        total += best.stat().st_size
+    return {"written": written, "mib": round(total / 2 ** 20, 2)}
+
+
 # -- command line (python -m lab grid ...) -----------------------------------------------------
 
 def _train_option(text: str) -> tuple[str, Any]:
@@ -858,7 +893,7 @@ def _train_option(text: str) -> tuple[str, Any]:
 
 
 def add_arguments(p) -> None:
-    """The ``grid`` subcommands: list, run, collect, pack, restore."""
+    """The ``grid`` subcommands: list, run, collect, pack, restore, keep."""
     sub = p.add_subparsers(dest="grid_command", required=True)
 
     def selection(q):
@@ -903,6 +938,11 @@ def add_arguments(p) -> None:
     q = sub.add_parser("restore", help="unpack archives of earlier sessions into a grid folder, oldest first")
     q.add_argument("out", help="grid folder to unpack into")
     q.add_argument("sources", nargs="+", help="folders holding *.tgz.part-* files, oldest session first")
+    q = sub.add_parser("keep", help="copy runs' best checkpoints, with a provenance card each, to a folder")
+    q.add_argument("out", help="grid folder")
+    q.add_argument("names", nargs="+", help="runs to keep, e.g. war_and_peace-lstm3-512")
+    q.add_argument("--to", default="results/checkpoints", help="destination folder (default results/checkpoints)")
+    q.add_argument("--unfinished", action="store_true", help="keep a run that has not finished its epochs")
 
 
 def main(args) -> int:
@@ -937,6 +977,9 @@ def main(args) -> int:
     if args.grid_command == "pack":
         print(json.dumps(pack(args.out, args.dest, max_parts=args.max_parts, max_bytes=int(args.max_mib * 2 ** 20)),
                          indent=1))
+        return 0
+    if args.grid_command == "keep":
+        print(json.dumps(keep(args.out, args.names, args.to, command=command, unfinished=args.unfinished), indent=1))
         return 0
     print(json.dumps(restore(args.out, args.sources), indent=1))
     return 0

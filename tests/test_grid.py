@@ -11,6 +11,7 @@ import doctest
 import json
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -305,3 +306,33 @@ def test_bootstrap_se_shrinks_with_more_data():
 def test_doctests():
     result = doctest.testmod(lab.grid)
     assert result.attempted >= 3 and result.failed == 0
+
+
+# -- keeping checkpoints ------------------------------------------------------------------------
+
+def test_keep_copies_the_best_checkpoint_with_its_card(done, tmp_path):
+    from lab.session import Session
+    report = lab.grid.keep(done["out"], ["toy-gru1-64"], tmp_path / "kept", command="test")
+    best = done["out"] / "runs" / "toy-gru1-64" / "best.safetensors"
+    kept = tmp_path / "kept" / "toy-gru1-64.safetensors"
+    assert kept.read_bytes() == best.read_bytes() and report["mib"] > 0
+    card = json.loads((tmp_path / "kept" / "toy-gru1-64.json").read_text())
+    score = lab.grid.score_run(best.parent)                                     # cached in score.json
+    assert card["finished"] and card["kind"] == "gru" and card["kept_by"] == "test"
+    assert card["test_loss"] == score["test_loss"] and card["launches"] and "block_losses" not in card
+    assert Session.load(str(kept)).model.cfg.kind == "gru"                      # it opens as any checkpoint
+
+
+def test_keep_refuses_missing_and_unfinished_runs(done, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no best checkpoint for 'toy-gru9-64'.*grid run"):
+        lab.grid.keep(done["out"], ["toy-gru9-64"], tmp_path)
+    run = done["out"] / "runs" / "toy-lstm1-64"
+    summary = json.loads((run / "summary.json").read_text())
+    copy = tmp_path / "g" / "runs" / "toy-lstm1-64"
+    shutil.copytree(run, copy)
+    (copy / "summary.json").write_text(json.dumps({**summary, "finished": False}))
+    with pytest.raises(ValueError, match="has not finished.*--unfinished"):
+        lab.grid.keep(tmp_path / "g", ["toy-lstm1-64"], tmp_path / "kept")
+    assert not (tmp_path / "kept").exists()                                     # nothing half-written
+    card = lab.grid.keep(tmp_path / "g", ["toy-lstm1-64"], tmp_path / "kept", unfinished=True)
+    assert json.loads((tmp_path / "kept" / "toy-lstm1-64.json").read_text())["finished"] is False and card["written"]
