@@ -259,9 +259,8 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
     default 1e9 on a CPU, half the free memory of a GPU).
     """
     device = model.head.weight.device
-    on_gpu = device.type == "cuda"
-    if memory is None:
-        memory = torch.cuda.mem_get_info(device)[0] / 2 if on_gpu else 1e9
+    per_stream, probe, default_memory = _device_policy(device)
+    memory = default_memory if memory is None else memory
     model = model.eval()
     ids = ids.to(device)
     n = ids.numel()
@@ -282,7 +281,7 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
         streams = 1  # an intervention follows one continuous run
 
     def layout(burn):
-        k = max(1, min(4096, n // ((1 if on_gpu else 4) * burn))) if auto and edit is None else streams
+        k = max(1, min(4096, n // (per_stream * burn))) if auto and edit is None else streams
         return (1, 0) if k == 1 else (k, burn)
 
     def grow(k, burn):
@@ -295,7 +294,7 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
     # Probe a few seams first, so that the full trace runs once. The probe runs 16 rows:
     # worth it only when that is a small part of all rows, on a CPU (whose cost grows with
     # rows); a GPU takes about as long for 16 rows as for all of them.
-    while k > 4 * PROBE_SEAMS and not on_gpu:
+    while k > 4 * PROBE_SEAMS and probe:
         dev = _seam_probe(model, ids, k, burn, method)
         probes += 1
         if dev <= tol:
@@ -313,6 +312,18 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
     cfg = model.cfg
     return Trace(result["arrays"], text=text if text is not None else "", ids=ids.cpu(),
                  vocab=vocab or [], kind=cfg.kind, layers=cfg.layers, width=cfg.width, info=result["info"])
+
+
+def _device_policy(device: torch.device) -> tuple[int, bool, float]:
+    """(characters per stream in burn-in lengths, probe seams first?, working-set bytes) for ``device``.
+
+    A CPU pays for every character of burn-in, so streams are long and a cheap probe of a
+    few seams runs first; a GPU pays per step, for few rows as for many, so streams are
+    short, the probe would cost as much as the trace, and the working set is half its free memory.
+    """
+    if device.type == "cuda":
+        return 1, False, torch.cuda.mem_get_info(device)[0] / 2
+    return 4, True, 1e9
 
 
 def _rows_layout(n, streams, burn):

@@ -489,3 +489,19 @@ def test_blocked_cell_scan_is_the_step_loop(steps):
         want32[:, t] = c
     got = trace_mod._cell_scan(f32, ig.float(), c0.float())
     assert (got - want32).abs().max() <= 1e-5 * max(1.0, want32.abs().max().item())
+
+
+def test_the_gpu_layout_on_the_cpu_equals_the_reference(monkeypatch):
+    """What a GPU gets (a stream per burn-in, no probe), forced on the CPU, with a memory bound
+    small enough to trace the streams in several groups: still the per-step reference."""
+    monkeypatch.setattr(trace_mod, "_device_policy", lambda device: (1, False, 2e6))
+    model = random_model("lstm", 2, seed=4)
+    ids = random_ids(3000, seed=4)
+    ref = reference_forward(model, ids[None])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tr = compute_trace(model, ids, vocab=VOCAB, dtype=torch.float32, burn_in=100)
+    assert tr.info["streams"] == 30 and tr.info["probes"] == 0 and tr.info["burn_in"] == 100
+    assert 0 < tr.seam_deviation <= 1e-4
+    assert_matches_reference(tr, ref)
+    assert_final_state(tr, model, ids)

@@ -82,3 +82,17 @@ def test_bad_points_and_html_export(tmp_path):
 
 def test_doctests():
     assert doctest.testmod(widgets.models).failed == 0
+
+
+def test_a_checkpoint_that_fails_to_open_is_reported_and_a_cleared_tap_clears(tmp_path):
+    grid, _ = grid_with_one_model(tmp_path)
+    bad = grid / "runs" / "toy-gru2-128" / "best.safetensors"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a checkpoint")
+    m = ModelMap(points(), checkpoints=[grid])
+    m.choose("toy-gru2-128")
+    assert m.session is None and "could not open" in m.status.value and str(bad) in m.status.value
+    m.choose("toy-lstm1-64")
+    assert m.session is not None and "opened" in m.status.value
+    m.source.selected.indices = []          # a tap on empty space
+    assert m.selected is None and m.session is None and "tap a point" in m.status.value

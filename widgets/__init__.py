@@ -17,5 +17,5 @@ from widgets.longrange import CompareBars, brace_bars, character_bars
 from widgets.models import ModelMap
 from widgets.neuron import NeuronPage
 
-__all__ = ["CompareBars", "ErrorExplorer", "GateSaturation", "ModelMap", "NeuronPage", "TextColourer", "brace_bars", "character_bars",
-           "side_by_side"]
+__all__ = ["CompareBars", "ErrorExplorer", "GateSaturation", "ModelMap", "NeuronPage", "TextColourer", "brace_bars",
+           "character_bars", "side_by_side"]

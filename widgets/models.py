@@ -41,6 +41,7 @@ KIND_COLOURS = {"rnn": "#7f7f7f", "lstm": "#1f77b4", "gru": "#d62728"}
 DEPTH_MARKERS = {"1": "circle", "2": "square", "3": "triangle"}
 ROW_SIZES = {64: 9, 128: 13, 256: 18, 512: 24}
 REQUIRED = {"name", "kind", "layers", "row", "x", "y"}
+HINT = "<i>tap a point to open that model</i>"
 
 
 def default_checkpoints() -> list[Path]:
@@ -73,7 +74,7 @@ class ModelMap(ipywidgets.VBox):
         self.source.selected.on_change("indices", self._on_indices)
         self.figure = self._figure(self.source)
         self.view = BokehModel(self.figure)
-        self.status = ipywidgets.HTML("<i>tap a point to open that model</i>")
+        self.status = ipywidgets.HTML(HINT)
         super().__init__([self.view, self.status])
         self.observe(self._on_selected, names=["selected"])
 
@@ -95,12 +96,16 @@ class ModelMap(ipywidgets.VBox):
         self.source.selected.indices = [int(self.points.index[self.points.name == name][0])]
 
     def _on_indices(self, attr, old, new) -> None:
-        if new:
-            self.selected = str(self.points.name[sorted(new)[0]])
+        # a tap in empty space clears the selection in the browser: clear it here too
+        self.selected = str(self.points.name[sorted(new)[0]]) if new else None
 
     def _on_selected(self, change) -> None:
         name = change["new"]
-        path = self.checkpoint(name) if name else None
+        if name is None:
+            self.session = None
+            self.status.value = HINT
+            return
+        path = self.checkpoint(name)
         if path is None:
             self.session = None
             where = ", ".join(str(f) for f in self.folders) or "no folders"
@@ -108,14 +113,22 @@ class ModelMap(ipywidgets.VBox):
                                  "train it with <code>python -m lab grid run</code>")
             return
         from lab.session import Session
-        self.session = Session.load(str(path), device=self.device)
-        self.status.value = f"<b>opened</b> {html.escape(repr(self.session))}: <code>map.session</code>"
+        self.status.value = f"opening {html.escape(str(path))} ..."
+        try:
+            self.session = Session.load(str(path), device=self.device)
+        except Exception as e:  # noqa: BLE001 - a tap must say what went wrong, not die in a callback
+            self.session = None
+            self.status.value = (f"<b>{html.escape(name)}</b>: could not open {html.escape(str(path))}: "
+                                 f"{html.escape(str(e))}")
+            return
+        self.status.value = f"<b>opened</b> {html.escape(repr(self.session))}: this map's <code>.session</code>"
 
     # -- Bokeh ----------------------------------------------------------------------------
     def _columns(self) -> dict:
         p = self.points
         data = {c: p[c].tolist() for c in p.columns}
         data["depth"] = [str(int(v)) for v in p.layers]
+        data["kind_name"] = [k.upper() for k in p.kind]
         data["size"] = [ROW_SIZES.get(int(v), 12) for v in p.row]
         data["label"] = [f"{k.upper()} {int(n)}-layer, row {int(r)}" for k, n, r in zip(p.kind, p.layers, p.row)]
         data["loss"] = [f"{v:.3f}" for v in p.get("test_loss", pd.Series([float("nan")] * len(p)))]
@@ -123,14 +136,14 @@ class ModelMap(ipywidgets.VBox):
         return data
 
     def _figure(self, source: ColumnDataSource):
-        fig = figure(width=560, height=460, title=self.title, tools="pan,wheel_zoom,reset,save",
+        fig = figure(name="model-map", width=560, height=460, title=self.title, tools="pan,wheel_zoom,reset,save",
                      toolbar_location="right")
         kinds = [k for k in KIND_COLOURS if k in set(self.points.kind)]
         depths = sorted(set(source.data["depth"]))
         fig.scatter("x", "y", source=source, size="size", fill_alpha=0.75, line_color="black",
                     color=factor_cmap("kind", [KIND_COLOURS[k] for k in kinds], kinds),
                     marker=factor_mark("depth", [DEPTH_MARKERS[d] for d in depths], depths),
-                    legend_group="kind", selection_line_width=3, nonselection_fill_alpha=0.35)
+                    legend_group="kind_name", selection_line_width=3, nonselection_fill_alpha=0.35)
         fig.add_tools(HoverTool(tooltips=[("model", "@name"), ("", "@label"), ("test loss", "@loss nats/char"),
                                           ("training", "@state")]), TapTool())
         fig.legend.title, fig.legend.location = "kind (size = row, marker = depth)", "top_left"
