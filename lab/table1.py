@@ -113,7 +113,7 @@ def side_by_side(table: pd.DataFrame, corpus: str) -> pd.DataFrame:
     """
     ours, paper = ours_table(table, corpus), paper_table(corpus)
     done = ours_table(table, corpus, finished_only=True)
-    cell = lambda v, star="": "-" if np.isnan(v) else f"{v:.3f}{star}"  # noqa: E731
+    cell = lambda v, star="": "-" if np.isnan(v) else f"{v:.3f}{star}"
     return pd.DataFrame([[f"{cell(ours.loc[r, c], '' if not np.isnan(done.loc[r, c]) else '*')} "
                           f"({cell(paper.loc[r, c])})" for c in COLUMNS] for r in ROWS],
                         index=pd.Index(ROWS, name="row"), columns=COLUMNS)

@@ -19,15 +19,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab.checkpoint import code_commit  # noqa: E402
-from lab.corpus import load_corpus  # noqa: E402
-from lab.table1 import correct_char_probs, default_perplexity, load_table, tsne_map  # noqa: E402
-from lab.train import pick_device  # noqa: E402
+from lab.checkpoint import code_commit
+from lab.corpus import load_corpus
+from lab.table1 import correct_char_probs, default_perplexity, load_table, tsne_map
+from lab.train import pick_device
 
 
 def main(argv=None):

@@ -38,7 +38,7 @@ def test_the_figure_encodes_kind_row_and_depth():
     data = m.source.data
     assert data["depth"] == ["1", "2", "3"] and data["size"] == [9, 13, 24]
     assert data["label"] == ["LSTM 1-layer, row 64", "GRU 2-layer, row 128", "RNN 3-layer, row 512"]
-    hover = [t for t in m.figure.tools if type(t).__name__ == "HoverTool"][0]
+    hover = next(t for t in m.figure.tools if type(t).__name__ == "HoverTool")
     assert ("model", "@name") in hover.tooltips
     assert repr(m) == "ModelMap(3 models; selected None)"
 

@@ -97,7 +97,7 @@ class ModelMap(ipywidgets.VBox):
 
     def _on_indices(self, attr, old, new) -> None:
         # a tap in empty space clears the selection in the browser: clear it here too
-        self.selected = str(self.points.name[sorted(new)[0]]) if new else None
+        self.selected = str(self.points.name[min(new)]) if new else None
 
     def _on_selected(self, change) -> None:
         name = change["new"]
