@@ -868,7 +868,8 @@ def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unf
         meta = read_meta(best) or {}
         card = {**summary, "finished": bool(summary.get("finished")), "best_epoch": meta.get("epoch"),
                 **{k: score.get(k) for k in ("test_loss", "test_loss_se", "test_chars", "val_loss", "scored_on")},
-                "launches": _read_json(run / "grid.json", {}).get("launches", []),
+                "launches": (launches := _read_json(run / "grid.json", {}).get("launches", [])),
+                "devices": sorted({x.get("device", "?") for x in launches}),   # "device" is the last launch's
                 "source": f"lab.grid run {name} (best validation checkpoint)",
                 "kept_by": command or " ".join(map(shlex.quote, sys.argv)), "kept_commit": _commit(), "kept_at": _now()}
         dest.mkdir(parents=True, exist_ok=True)
