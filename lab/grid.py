@@ -853,20 +853,27 @@ def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unf
     epoch its best-so-far weights are from). Returns the files written and their size.
     """
     out_dir, dest = Path(out_dir), Path(dest)
+    for name in names:  # every name checked before anything is copied
+        best = out_dir / "runs" / name / "best.safetensors"
+        if not best.is_file():
+            raise FileNotFoundError(f"no best checkpoint for {name!r} in {out_dir / 'runs'}: "
+                                    "train it (python -m lab grid run) or restore its session's archive")
+        if not _read_json(best.parent / "summary.json", {}).get("finished") and not unfinished:
+            raise ValueError(f"{name} has not finished its epochs: keep it anyway with unfinished=True "
+                             "(--unfinished), and its card will say so")
     written, total = [], 0
     for name in names:
         run = out_dir / "runs" / name
         best = run / "best.safetensors"
-        if not best.is_file():
-            raise FileNotFoundError(f"no best checkpoint for {name!r} in {out_dir / 'runs'}: "
-                                    "train it (python -m lab grid run) or restore its session's archive")
-        summary = _read_json(run / "summary.json", {})
-        if not summary.get("finished") and not unfinished:
-            raise ValueError(f"{name} has not finished its epochs: keep it anyway with unfinished=True "
-                             "(--unfinished), and its card will say so")
-        score = {k: v for k, v in (score_run(run) or {}).items() if k != "block_losses"}
         meta = read_meta(best) or {}
-        card = {**summary, "finished": bool(summary.get("finished")), "best_epoch": meta.get("epoch"),
+        # an unfinished run has no summary yet: its configuration comes from the checkpoint
+        model_cfg = meta.get("model_config", {})
+        config = {**meta.get("train_config", {}), "width": model_cfg.get("width"),
+                  "params": count_parameters(ModelConfig.from_dict(model_cfg)) if model_cfg else None,
+                  "epochs_done": (read_meta(run / "last.safetensors") or meta).get("epoch")}
+        summary = _read_json(run / "summary.json", {})
+        score = {k: v for k, v in (score_run(run) or {}).items() if k != "block_losses"}
+        card = {**config, **summary, "finished": bool(summary.get("finished")), "best_epoch": meta.get("epoch"),
                 **{k: score.get(k) for k in ("test_loss", "test_loss_se", "test_chars", "val_loss", "scored_on")},
                 "launches": (launches := _read_json(run / "grid.json", {}).get("launches", [])),
                 "devices": sorted({x.get("device", "?") for x in launches}),   # "device" is the last launch's

@@ -285,8 +285,14 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
         return (1, 0) if k == 1 else (k, burn)
 
     def grow(k, burn):
-        """Double the burn-in; one exact stream once it would be as long as a stream's part."""
-        return layout(burn * 2) if burn * 2 < math.ceil(n / k) else (1, 0)
+        """Double the burn-in; one exact stream once splitting no longer pays.
+
+        With streams chosen from the length, that is when the longer burn-in leaves one
+        stream (a GPU's parts are about one burn-in long, so the burn-in may exceed a part);
+        with a fixed number of streams, when the burn-in would be as long as a part.
+        """
+        k2, burn2 = layout(burn * 2)
+        return (k2, burn2) if k2 > 1 and (auto or burn2 < math.ceil(n / k2)) else (1, 0)
 
     probes = 0
     k, burn = layout(burn_in)

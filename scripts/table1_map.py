@@ -43,11 +43,14 @@ def main(argv=None):
     if len(runs) < 3:
         sys.exit(f"{len(runs)} {args.corpus} models have a best checkpoint in {args.grid}: t-SNE needs 3 or more")
     device = pick_device(args.device)
-    ids = load_corpus(args.corpus).split_ids("test")
+    corpus = load_corpus(args.corpus)
     names, probs = [], []
     for path in runs:
+        if path.parent.name not in table.index:  # trained after the last collect
+            print(f"{path.parent.name}: not in table1.csv yet (python -m lab grid collect first): left out")
+            continue
         names.append(path.parent.name)
-        probs.append(correct_char_probs(path, ids, device))
+        probs.append(correct_char_probs(path, device=device, corpus=corpus))  # checked against the corpus
         print(f"{names[-1]}: mean p(correct) {probs[-1].mean():.4f}", flush=True)
     xy = tsne_map(np.stack(probs), seed=args.seed)
     out = table.loc[names, ["kind", "layers", "row", "status", "test_loss"]].copy()
@@ -58,7 +61,7 @@ def main(argv=None):
     (dest / "map_provenance.json").write_text(json.dumps({
         "command": "python " + " ".join([f"scripts/{Path(__file__).name}", *(argv or sys.argv[1:])]),
         "code_commit": code_commit(), "device": str(device), "started": started.isoformat(timespec="seconds"),
-        "seconds": round(time.time() - t0, 1), "models": len(names), "test_chars": int(ids.numel()),
+        "seconds": round(time.time() - t0, 1), "models": len(names), "test_chars": int(probs[0].size),
         "tsne": {"library": "scikit-learn TSNE", "init": "pca", "random_state": args.seed,
                  "perplexity": default_perplexity(len(names))},
         "vectors": "probability of the correct next character at every test position, from best.safetensors",

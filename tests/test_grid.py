@@ -326,13 +326,14 @@ def test_keep_copies_the_best_checkpoint_with_its_card(done, tmp_path):
 def test_keep_refuses_missing_and_unfinished_runs(done, tmp_path):
     with pytest.raises(FileNotFoundError, match="no best checkpoint for 'toy-gru9-64'.*grid run"):
         lab.grid.keep(done["out"], ["toy-gru9-64"], tmp_path)
-    run = done["out"] / "runs" / "toy-lstm1-64"
-    summary = json.loads((run / "summary.json").read_text())
-    copy = tmp_path / "g" / "runs" / "toy-lstm1-64"
-    shutil.copytree(run, copy)
-    (copy / "summary.json").write_text(json.dumps({**summary, "finished": False}))
-    with pytest.raises(ValueError, match="has not finished.*--unfinished"):
-        lab.grid.keep(tmp_path / "g", ["toy-lstm1-64"], tmp_path / "kept")
+    for name in ("toy-lstm1-64", "toy-gru1-64"):
+        shutil.copytree(done["out"] / "runs" / name, tmp_path / "g" / "runs" / name)
+    (tmp_path / "g" / "runs" / "toy-lstm1-64" / "summary.json").unlink()     # as a run that has not finished
+    with pytest.raises(ValueError, match="toy-lstm1-64 has not finished.*--unfinished"):
+        lab.grid.keep(tmp_path / "g", ["toy-gru1-64", "toy-lstm1-64"], tmp_path / "kept")
     assert not (tmp_path / "kept").exists()                                     # nothing half-written
-    card = lab.grid.keep(tmp_path / "g", ["toy-lstm1-64"], tmp_path / "kept", unfinished=True)
-    assert json.loads((tmp_path / "kept" / "toy-lstm1-64.json").read_text())["finished"] is False and card["written"]
+    report = lab.grid.keep(tmp_path / "g", ["toy-lstm1-64"], tmp_path / "kept", unfinished=True)
+    card = json.loads((tmp_path / "kept" / "toy-lstm1-64.json").read_text())
+    assert card["finished"] is False and report["written"]
+    # the configuration comes from the checkpoint when there is no summary yet
+    assert card["kind"] == "lstm" and card["layers"] == 1 and card["width"] == 12 and card["epochs_done"] == 2

@@ -91,13 +91,13 @@ def test_findings_and_verdicts_on_a_made_up_grid():
         ("2 layers beat 1", "war_and_peace-lstm1-64", "war_and_peace-lstm2-64"): (0.05, "better"),
         ("2 vs 3 layers", "war_and_peace-lstm3-64", "war_and_peace-lstm2-64"): (-0.05, "worse"),
     }
-    # the paper's own difference for the same pair: RNN1 1.446 - LSTM1 1.449 at row 64
+    # the paper's own difference for the same pair, scaled for line ends: RNN1 1.446 - LSTM1 1.449 at row 64
     first = found.set_index(["worse", "better"]).loc[("war_and_peace-rnn1-64", "war_and_peace-lstm1-64")]
-    assert first["paper_gain"] == pytest.approx(-0.003)
+    assert first["paper_gain"] == pytest.approx(-0.003 * T.LINE_ENDING["war_and_peace"], abs=1e-3)
     v = T.verdicts(found)
     assert v.loc["gated beat RNN", "supported"] == "yes" and v.loc["gated beat RNN", "comparisons"] == 3
     assert v.loc["2 layers beat 1", "supported"] == "partly"
-    assert v.loc["2 vs 3 layers", "supported"] == "no: always three"
+    assert v.loc["2 vs 3 layers", "supported"] == "no: two never better"
     assert T.verdicts(found.iloc[:0]).loc["2 layers beat 1", "supported"] == "no data yet"
 
 
@@ -132,3 +132,17 @@ def test_missing_results_say_how_to_make_them(tmp_path):
 def test_doctests():
     import doctest
     assert doctest.testmod(T).failed == 0
+
+
+def test_correct_char_probs_refuses_a_model_of_another_corpus(tmp_path):
+    from lab.checkpoint import CheckpointError
+    from lab.corpus import Corpus
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig("rnn", 1, 4, 3)).eval()
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, {f"model.{k}": v for k, v in model.state_dict().items()},
+                    {"model_config": model.cfg.to_dict(), "train_config": {"corpus": "toy"}, "vocab": ["a", "b", "c"],
+                     "corpus": "toy", "corpus_sha256": "0" * 64})
+    (tmp_path / "other.txt").write_text("abcabcabc\n" * 50)
+    with pytest.raises((CheckpointError, ValueError), match="corpus|vocabulary"):
+        T.correct_char_probs(path, device="cpu", corpus=Corpus.from_file(tmp_path / "other.txt"))

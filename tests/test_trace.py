@@ -505,3 +505,17 @@ def test_the_gpu_layout_on_the_cpu_equals_the_reference(monkeypatch):
     assert 0 < tr.seam_deviation <= 1e-4
     assert_matches_reference(tr, ref)
     assert_final_state(tr, model, ids)
+
+
+def test_the_gpu_layout_grows_its_burn_in_instead_of_falling_back_to_one_stream(monkeypatch):
+    """A model that remembers longer than the first burn-in: on a GPU's layout (parts about one
+    burn-in long) the burn-in must double, with streams still many, as on the CPU's."""
+    model = long_memory_model(forget_bias=1.0, seed=2)
+    ids = random_ids(3000, seed=2)
+    cpu = compute_trace(model, ids, vocab=VOCAB, dtype=torch.float32, burn_in=10, tol=1e-6)
+    monkeypatch.setattr(trace_mod, "_device_policy", lambda device: (1, False, 1e9))
+    gpu = compute_trace(model, ids, vocab=VOCAB, dtype=torch.float32, burn_in=10, tol=1e-6)
+    assert cpu.info["burn_in"] > 10 and gpu.info["burn_in"] > 10          # the seams asked for more
+    assert gpu.info["streams"] > 1 and not gpu.info["fell_back_to_one_stream"], gpu.info
+    assert gpu.info["streams"] == 3000 // gpu.info["burn_in"] and gpu.seam_deviation <= 1e-6
+    assert_matches_reference(gpu, reference_forward(model, ids[None]))

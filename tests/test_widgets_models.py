@@ -96,3 +96,13 @@ def test_a_checkpoint_that_fails_to_open_is_reported_and_a_cleared_tap_clears(tm
     assert m.session is not None and "opened" in m.status.value
     m.source.selected.indices = []          # a tap on empty space
     assert m.selected is None and m.session is None and "tap a point" in m.status.value
+
+
+def test_choosing_a_model_again_retries_once_its_checkpoint_is_there(tmp_path):
+    grid, _ = grid_with_one_model(tmp_path)
+    m = ModelMap(points(), checkpoints=[tmp_path / "elsewhere"])
+    m.choose("toy-lstm1-64")
+    assert m.session is None and "no checkpoint here" in m.status.value
+    m.folders = [grid]                       # e.g. the grid was restored meanwhile
+    m.choose("toy-lstm1-64")
+    assert m.session is not None and "opened" in m.status.value

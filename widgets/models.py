@@ -93,6 +93,8 @@ class ModelMap(ipywidgets.VBox):
         """Open model ``name`` as a tap would (``selected``, then ``session`` if its checkpoint is here)."""
         if name not in set(self.points.name):
             raise KeyError(f"no model {name!r} on this map; it has {', '.join(self.points.name)}")
+        if name == self.selected and self.session is None:  # chosen before but not opened: try again
+            self._on_selected({"new": name})
         self.source.selected.indices = [int(self.points.index[self.points.name == name][0])]
 
     def _on_indices(self, attr, old, new) -> None:
@@ -113,6 +115,7 @@ class ModelMap(ipywidgets.VBox):
                                  "train it with <code>python -m lab grid run</code>")
             return
         from lab.session import Session
+        self.session = None  # the previous model goes before the next one loads
         self.status.value = f"opening {html.escape(str(path))} ..."
         try:
             self.session = Session.load(str(path), device=self.device)
