@@ -432,6 +432,10 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
         report[outcome].append(child.run.name)
         log(f"grid: {child.run.name} {outcome} after {end - child.started:.0f} s (rc {rc})")
 
+    # SIGTERM (a job killed from outside; background shells ignore SIGINT) stops the
+    # children and writes this session's record, as Ctrl-C does
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
     try:
         while todo or active:
             for child in [c for c in active if c.proc.poll() is not None]:
@@ -493,8 +497,14 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                       **{k: v for k, v in report.items()})
         with open(out_dir / "grid_log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
     report["wall_s"], report["gpu_util_mean"] = record["wall_s"], record["gpu_util_mean"]
     return report
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _commit() -> str:
@@ -970,9 +980,14 @@ def main(args) -> int:
             if not eq or not row.strip().isdigit() or not n.strip().isdigit():
                 raise ValueError(f"--row-parallel wants ROW=N, e.g. 512=3, got {text!r}")
             caps[int(row)] = int(n)
-        report = run_grid(args.out, parallel=args.parallel, row_parallel=caps, budget_seconds=args.budget,
-                          device=args.device, reserve_seconds=args.reserve, min_seconds=args.min_seconds,
-                          threads=args.threads, retry_failed=args.retry_failed, command=command, **pick)
+        try:
+            report = run_grid(args.out, parallel=args.parallel, row_parallel=caps, budget_seconds=args.budget,
+                              device=args.device, reserve_seconds=args.reserve, min_seconds=args.min_seconds,
+                              threads=args.threads, retry_failed=args.retry_failed, command=command, **pick)
+        except KeyboardInterrupt:
+            print("grid: interrupted: the runs keep their last checkpoints, and this session is in grid_log.jsonl",
+                  file=sys.stderr)
+            return 130
         print(json.dumps(report, indent=1))
         return 0 if not report["failed"] else 1
     if args.grid_command == "collect":

@@ -194,6 +194,33 @@ def test_a_child_past_the_budget_is_killed_and_resumed_next_time(tmp_path):
     assert resumed == (len(lab.grid.curve(run)) > 0)  # it had epochs checkpointed before the kill
 
 
+def test_sigterm_stops_the_children_and_keeps_the_sessions_record(tmp_path):
+    """A grid run killed from outside (SIGTERM; a background job ignores Ctrl-C) ends like a
+    Ctrl-C: children stopped, every launch and the session recorded, exit status 130."""
+    import signal
+    import subprocess
+    import sys
+    corpus = toy_file(tmp_path)
+    cmd = [sys.executable, "-m", "lab", "grid", "run", str(tmp_path / "out"), "--corpora", corpus, "--kinds", "lstm",
+           "gru", "--layers", "1", "--rows", "64", "--epochs", "400", "--device", "cpu", "--parallel", "2",
+           "--threads", "1"] + [f"--set={k}={v}" for k, v in TINY.items()]
+    proc = subprocess.Popen(cmd, cwd=str(lab.grid.ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    runs = tmp_path / "out" / "runs"
+    end = time.time() + 60
+    while time.time() < end and len(list(runs.glob("*/metrics.jsonl"))) < 2:   # both children training
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err, err
+    record = json.loads((tmp_path / "out" / "grid_log.jsonl").read_text().splitlines()[-1])
+    assert record["end"] and sorted(record["killed"]) == ["toy-gru1-64", "toy-lstm1-64"], record
+    for name in ("toy-gru1-64", "toy-lstm1-64"):
+        assert json.loads((runs / name / "grid.json").read_text())["launches"][-1]["outcome"] == "killed"
+    alive = subprocess.run(["pgrep", "-f", f"run-dir {runs}"], capture_output=True, text=True).stdout.split()
+    assert not alive, alive                                                     # no child left running
+
+
 # -- collecting ---------------------------------------------------------------------------------
 
 def test_collect_writes_the_table_curves_and_provenance(done, tmp_path):
