@@ -41,6 +41,8 @@ def test_the_figure_encodes_kind_row_and_depth():
     hover = next(t for t in m.figure.tools if type(t).__name__ == "HoverTool")
     assert ("model", "@name") in hover.tooltips
     assert repr(m) == "ModelMap(3 models; selected None)"
+    assert m.figure.legend[0] in m.figure.right                          # beside the plot: it hides no point
+    assert not [x for x in m.figure.center if type(x).__name__ == "Legend"]
 
 
 def test_a_tap_opens_the_model_in_a_session(tmp_path):

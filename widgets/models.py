@@ -139,7 +139,7 @@ class ModelMap(ipywidgets.VBox):
         return data
 
     def _figure(self, source: ColumnDataSource):
-        fig = figure(name="model-map", width=560, height=460, title=self.title, tools="pan,wheel_zoom,reset,save",
+        fig = figure(name="model-map", width=700, height=460, title=self.title, tools="pan,wheel_zoom,reset,save",
                      toolbar_location="right")
         kinds = [k for k in KIND_COLOURS if k in set(self.points.kind)]
         depths = sorted(set(source.data["depth"]))
@@ -149,7 +149,8 @@ class ModelMap(ipywidgets.VBox):
                     legend_group="kind_name", selection_line_width=3, nonselection_fill_alpha=0.35)
         fig.add_tools(HoverTool(tooltips=[("model", "@name"), ("", "@label"), ("test loss", "@loss nats/char"),
                                           ("training", "@state")]), TapTool())
-        fig.legend.title, fig.legend.location = "kind (size = row, marker = depth)", "top_left"
+        fig.legend.title = "kind (size = row,\nmarker = depth)"
+        fig.add_layout(fig.legend[0], "right")  # beside the plot: a legend inside would hide points
         fig.xaxis.axis_label, fig.yaxis.axis_label = "t-SNE 1", "t-SNE 2"
         return fig
 
