@@ -854,13 +854,15 @@ def restore(out_dir, sources: Sequence) -> dict:
             "unfinished": [r.name for r in runs if r.name not in finished]}
 
 
-def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unfinished: bool = False) -> dict:
+def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unfinished: bool = False,
+         data_dir=None) -> dict:
     """Copy the best checkpoints of runs ``names`` to ``dest/NAME.safetensors``, each with a ``NAME.json`` card.
 
     The card holds the run's summary (config, epochs, losses, device, training commit),
     its test score and SE (``score.json``), every launch (``grid.json``) and who kept it
     when. A run must be finished unless ``unfinished=True`` (then the card says which
-    epoch its best-so-far weights are from). Returns the files written and their size.
+    epoch its best-so-far weights are from). A stale score is computed again on the corpus
+    (``data_dir`` as in :func:`collect`). Returns the files written and their size.
     """
     out_dir, dest = Path(out_dir), Path(dest)
     for name in names:  # every name checked before anything is copied
@@ -882,7 +884,7 @@ def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unf
                   "params": count_parameters(ModelConfig.from_dict(model_cfg)) if model_cfg else None,
                   "epochs_done": (read_meta(run / "last.safetensors") or meta).get("epoch")}
         summary = _read_json(run / "summary.json", {})
-        score = {k: v for k, v in (score_run(run) or {}).items() if k != "block_losses"}
+        score = {k: v for k, v in (score_run(run, data_dir=data_dir) or {}).items() if k != "block_losses"}
         card = {**config, **summary, "finished": bool(summary.get("finished")), "best_epoch": meta.get("epoch"),
                 **{k: score.get(k) for k in ("test_loss", "test_loss_se", "test_chars", "val_loss", "scored_on")},
                 "launches": (launches := _read_json(run / "grid.json", {}).get("launches", [])),
@@ -961,6 +963,7 @@ def add_arguments(p) -> None:
     q.add_argument("names", nargs="+", help="runs to keep, e.g. war_and_peace-lstm3-512")
     q.add_argument("--to", default="results/checkpoints", help="destination folder (default results/checkpoints)")
     q.add_argument("--unfinished", action="store_true", help="keep a run that has not finished its epochs")
+    q.add_argument("--data", default=None, help="folder holding the corpora (default: $VURN_DATA, then the cache)")
 
 
 def main(args) -> int:
@@ -1002,7 +1005,8 @@ def main(args) -> int:
                          indent=1))
         return 0
     if args.grid_command == "keep":
-        print(json.dumps(keep(args.out, args.names, args.to, command=command, unfinished=args.unfinished), indent=1))
+        kept = keep(args.out, args.names, args.to, command=command, unfinished=args.unfinished, data_dir=args.data)
+        print(json.dumps(kept, indent=1))
         return 0
     print(json.dumps(restore(args.out, args.sources), indent=1))
     return 0

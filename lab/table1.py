@@ -82,9 +82,8 @@ def paper_table(corpus: str, adjusted: bool = True) -> pd.DataFrame:
         (0.84, 3)
     """
     factor = LINE_ENDING[_corpus(corpus)] if adjusted else 1.0
-    by_kind = {(k, n): i for i, (k, n) in enumerate((k, n) for k in ("lstm", "rnn", "gru") for n in LAYERS)}
-    data = {row: [None if (v := PAPER[corpus][row][by_kind[c]]) is None else v * factor for c in PAPER_ORDER]
-            for row in ROWS}
+    # lab.grid.PAPER's rows are in Table 1's column order (PAPER_ORDER)
+    data = {row: [None if v is None else v * factor for v in PAPER[corpus][row]] for row in ROWS}
     return pd.DataFrame.from_dict(data, orient="index", columns=COLUMNS, dtype=float).rename_axis("row")
 
 
