@@ -34,6 +34,7 @@ from tests.browser import (  # noqa: F401
     wait_for_plots,
     write_notebook,
 )
+from widgets.models import PLOT_NAME
 
 pytestmark = needs_corpora("war_and_peace")
 
@@ -61,18 +62,8 @@ print(f"target: x={{float(x[i])!r}} y={{float(y[i])!r}} gap={{gap:.4f}}")""",
     'print(f"python side: selected={m.selected} session={None if m.session is None else m.session.name}")',
 ]
 
-# The map's Bokeh plot: found by its title (ModelMap's figure has no ``name``); gives the
-# name to pass to wait_for_plots and bokeh_point (null while the figure is unnamed).
-MAP_NAME_JS = """() => {
-  if (!window.Bokeh) return undefined;
-  const views = [...Bokeh.index.query(v => v.model.title != null && v.frame != null &&
-                                           String(v.model.title.text).includes('t-SNE'))];
-  return views.length ? {name: views[0].model.name, count: views.length} : undefined;
-}"""
-
 # The names of the selected points, for each scatter of the map (BokehJS's side of the selection).
-SELECTED_JS = """() => [...Bokeh.index.query(v => v.model.title != null && v.frame != null &&
-                                                String(v.model.title.text).includes('t-SNE'))]
+SELECTED_JS = f"""() => [...Bokeh.index.query(v => v.model.name === {PLOT_NAME!r} && v.frame != null)]
   .flatMap(v => v.model.renderers).filter(r => r.data_source && r.data_source.data.name)
   .map(r => r.data_source.selected.indices.map(i => r.data_source.data.name[i]))"""
 
@@ -91,12 +82,13 @@ TOOLTIPS_JS = """() => {
 }"""
 
 
-def map_name(page, timeout_s: float = 60) -> str | None:
-    """The ``name`` of the (one) map plot on the page, once BokehJS has a laid-out view of it."""
-    page.wait_for_function(MAP_NAME_JS, timeout=timeout_s * 1000)
-    found = page.evaluate(MAP_NAME_JS)
-    assert found["count"] == 1, f"{found['count']} t-SNE maps on the page"
-    return found["name"]
+def map_name(page, timeout_s: float = 60) -> str:
+    """The map plot's name, once BokehJS has drawn it; there is exactly one map on the page."""
+    wait_for_plots(page, [PLOT_NAME], timeout_s)
+    count = page.evaluate("(name) => [...Bokeh.index.query(v => v.model.name === name && v.frame != null)].length",
+                          PLOT_NAME)
+    assert count == 1, f"{count} maps on the page"
+    return PLOT_NAME
 
 
 def map_output(page, cell):
@@ -143,7 +135,6 @@ def test_hover_names_a_model_and_a_tap_opens_it(page, jupyter_lab, shots):
     write_notebook(jupyter_lab.root / "models_check.ipynb", SMALL_NOTEBOOK)
     run_notebook(page, "models_check.ipynb", timeout_s=300)
     name = map_name(page)
-    wait_for_plots(page, [name])
     assert page.locator(".jp-OutputArea-output").filter(has_text="Traceback").count() == 0
     assert page.locator(".bk-notebook-logo").count() == 0          # hide_banner held
     first = page.locator(".jp-CodeCell").first
@@ -201,8 +192,7 @@ def test_hover_names_a_model_and_a_tap_opens_it(page, jupyter_lab, shots):
 def test_the_models_notebook_draws_the_map(page, shots):
     cells = run_notebook(page, "01_models.ipynb", timeout_s=900)
     assert all(c["count"] is not None and not c["error"] for c in cells)
-    name = map_name(page)
-    wait_for_plots(page, [name])
+    map_name(page)                                               # drawn, and only one
     cell = page.locator(".jp-CodeCell").filter(has_text="model_map = ModelMap(points)")
     assert cell.count() == 1
     output = map_output(page, cell)

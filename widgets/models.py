@@ -42,6 +42,7 @@ DEPTH_MARKERS = {"1": "circle", "2": "square", "3": "triangle"}
 ROW_SIZES = {64: 9, 128: 13, 256: 18, 512: 24}
 REQUIRED = {"name", "kind", "layers", "row", "x", "y"}
 HINT = "<i>tap a point to open that model</i>"
+PLOT_NAME = "model-map"  # the Bokeh figure's name: how BokehJS (and the browser tests) find it
 
 
 def default_checkpoints() -> list[Path]:
@@ -139,7 +140,7 @@ class ModelMap(ipywidgets.VBox):
         return data
 
     def _figure(self, source: ColumnDataSource):
-        fig = figure(name="model-map", width=700, height=460, title=self.title, tools="pan,wheel_zoom,reset,save",
+        fig = figure(name=PLOT_NAME, width=700, height=460, title=self.title, tools="pan,wheel_zoom,reset,save",
                      toolbar_location="right")
         kinds = [k for k in KIND_COLOURS if k in set(self.points.kind)]
         depths = sorted(set(source.data["depth"]))
