@@ -328,6 +328,23 @@ class _Child:
     resumed: bool
     log: Any = None
     killed: bool = False
+    start_step: int = 0
+
+
+def _last_logged_step(run_dir: Path) -> int:
+    """The last training step in ``metrics.jsonl`` (0 if none): with the launch's first step, its rate."""
+    try:
+        with open(run_dir / "metrics.jsonl", "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue  # the cut first line of the tail, or one cut by a kill
+    return 0
 
 
 def _child_argv(run: GridRun, run_dir: Path, resume: bool, device, data_dir, max_seconds) -> list[str]:
@@ -407,6 +424,9 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
     record = {"command": command or " ".join(map(shlex.quote, sys.argv)), "code_commit": _commit(),
               "device": _device_label(device), "start": started_at, "budget_seconds": budget_seconds,
               "parallel": parallel, "row_parallel": row_parallel, "epochs": epochs, "threads": threads,
+              # CUDA's Multi-Process Service lets the children's kernels run at the same time
+              # (without it the GPU time-slices between processes); scripts/gpu_grid.sh starts it
+              "mps": device.startswith("cuda") and bool(os.environ.get("CUDA_MPS_PIPE_DIRECTORY")),
               "runs": [asdict(r) for r in runs]}
     active: list[_Child] = []
     failures = 0
@@ -420,17 +440,20 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                    else "stopped" if rc == 0 else "failed")
         info = _read_json(run_dir / "grid.json", {"launches": []})
         tail = (run_dir / "train.log").read_text(errors="replace")[-1500:] if outcome == "failed" else None
+        steps = max(0, _last_logged_step(run_dir) - child.start_step)
         info["launches"].append({"start": datetime.fromtimestamp(child.started, timezone.utc).isoformat(timespec="seconds"),
                                  "wall_s": round(end - child.started, 1), "rc": rc, "outcome": outcome,
                                  "resumed": child.resumed, "max_seconds": child.max_seconds,
-                                 "device": record["device"], "threads": threads,
+                                 "device": record["device"], "threads": threads, "steps": steps,
+                                 "steps_per_s": round(steps / max(1e-9, end - child.started), 2),
                                  "gpu_util_mean": sampler.mean(child.started, end) if sampling else None})
         info["wall_s"] = round(sum(x["wall_s"] for x in info["launches"]), 1)
         info["failed"] = outcome == "failed"
         info["error"] = tail
         _write_json(run_dir / "grid.json", info)
         report[outcome].append(child.run.name)
-        log(f"grid: {child.run.name} {outcome} after {end - child.started:.0f} s (rc {rc})")
+        log(f"grid: {child.run.name} {outcome} after {end - child.started:.0f} s (rc {rc}), "
+            f"{steps} steps, {steps / max(1e-9, end - child.started):.1f}/s")
 
     # SIGTERM (a job killed from outside; background shells ignore SIGINT) stops the
     # children and writes this session's record, as Ctrl-C does
@@ -461,6 +484,7 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                 run_dir = out_dir / "runs" / run.name
                 run_dir.mkdir(parents=True, exist_ok=True)
                 resume = (run_dir / "last.safetensors").is_file()
+                start_step = (read_meta(run_dir / "last.safetensors") or {}).get("step", 0) if resume else 0
                 if not resume:  # a killed first epoch left no checkpoint: start clean
                     for stale in ("metrics.jsonl", "best.safetensors", "summary.json"):
                         (run_dir / stale).unlink(missing_ok=True)
@@ -471,7 +495,7 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                 logf.write(f"# {_now()} {' '.join(map(shlex.quote, argv))}\n")
                 logf.flush()
                 proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
-                active.append(_Child(run, proc, time.time(), seconds, resume, logf))
+                active.append(_Child(run, proc, time.time(), seconds, resume, logf, start_step=start_step))
                 log(f"grid: {'resume' if resume else 'start'} {run.name}"
                     + (f" for at most {seconds:.0f} s" if seconds is not None else ""))
             if not active and todo:  # nothing can start: out of budget or too many failures

@@ -12,6 +12,7 @@
 #   GRID      working grid folder (default runs/grid)     TAIL  seconds kept for scoring and packing (75)
 #   VURN_COMMIT  commit of the code (default: .gpu/commit, else git)   GRID_ARGS  more `grid run` options
 #   MAX_PARTS archive parts at most (default 7: device_log.txt is the 8th file; 6 if another file goes to OUT)
+#   MPS=0     no CUDA Multi-Process Service (default: started when the tool is there, see step 2)
 #   TINY=1    the same flow on the CPU at toy size (~1 minute): rows 64, LSTM and GRU, 1-2 layers, 2 short epochs
 #
 # A session, from the repository root here (".gpu/" is git-ignored; carry it):
@@ -47,12 +48,45 @@ if compgen -G "$RESTORE/*.tgz.part-*" > /dev/null; then
   "$PY" -m lab grid restore "$GRID" "$RESTORE" >> "$LOG" 2>&1 || { say "restore failed"; tail -20 "$LOG"; exit 3; }
   say "restored $(ls "$RESTORE" | wc -l) parts from $RESTORE"
 fi
-# 2. a smoke run: fail in seconds, not minutes, if something is off
-rm -rf /tmp/vurn-grid-smoke
-"$PY" -m lab train --corpus war_and_peace --data "$DATA" --epochs 1 --device $DEV --run-dir /tmp/vurn-grid-smoke \
-  --quiet "${SMOKE[@]}" >> "$LOG" 2>&1 || { say "smoke run failed"; tail -30 "$LOG"; exit 3; }
+# 2. CUDA's Multi-Process Service. Without it the GPU time-slices between the training processes
+# (one process's kernels at a time); with it their small, sequential RNN kernels run side by side.
+# A user-space daemon: it changes no setting of the GPU, and is told to quit when this script ends.
+# MPS=0 leaves it off; a failed start or a failed smoke run under it turns it off.
+mps_off() {
+  if [ -n "${CUDA_MPS_PIPE_DIRECTORY:-}" ]; then
+    echo quit | nvidia-cuda-mps-control >> "$LOG" 2>&1; sleep 1
+    tail -5 "$CUDA_MPS_LOG_DIRECTORY/control.log" >> "$LOG" 2>&1
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+  fi
+}
+if [ "$DEV" = cuda ] && [ "${MPS:-1}" = 1 ]; then
+  if command -v nvidia-cuda-mps-control > /dev/null; then
+    export CUDA_MPS_PIPE_DIRECTORY=/tmp/vurn-mps/pipe CUDA_MPS_LOG_DIRECTORY=/tmp/vurn-mps/log
+    mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+    trap mps_off EXIT
+    if nvidia-cuda-mps-control -d >> "$LOG" 2>&1 && timeout 60 "$PY" -c \
+        "import torch; x = torch.randn(512, 512, device='cuda'); assert torch.isfinite(x @ x).all()" >> "$LOG" 2>&1; then
+      say "MPS on ($CUDA_MPS_PIPE_DIRECTORY)"
+    else
+      mps_off; say "MPS did not start: the processes time-share the GPU"
+    fi
+  else
+    say "no nvidia-cuda-mps-control here: the processes time-share the GPU"
+  fi
+fi
+# 3. a smoke run: fail in seconds, not minutes, if something is off
+smoke() {
+  rm -rf /tmp/vurn-grid-smoke
+  timeout 120 "$PY" -m lab train --corpus war_and_peace --data "$DATA" --epochs 1 --device $DEV \
+    --run-dir /tmp/vurn-grid-smoke --quiet "${SMOKE[@]}" >> "$LOG" 2>&1
+}
+if ! smoke; then
+  [ -n "${CUDA_MPS_PIPE_DIRECTORY:-}" ] || { say "smoke run failed"; tail -30 "$LOG"; exit 3; }
+  mps_off; say "smoke run failed under MPS: MPS off, once more"
+  smoke || { say "smoke run failed"; tail -30 "$LOG"; exit 3; }
+fi
 say "smoke run ok"
-# 3. train until TAIL seconds before the budget's end
+# 4. train until TAIL seconds before the budget's end
 TRAIN=$(( BUDGET - ($(date +%s) - START) - TAIL ))
 if [ "$TRAIN" -gt 0 ]; then
   say "grid run: $TRAIN s, $PARALLEL at a time"
@@ -64,10 +98,10 @@ if [ "$TRAIN" -gt 0 ]; then
 else
   say "no time left to train (budget $BUDGET s)"
 fi
-# 4. score every new best checkpoint here (test loss + bootstrap SE, cached in score.json), then the table
+# 5. score every new best checkpoint here (test loss + bootstrap SE, cached in score.json), then the table
 "$PY" -m lab grid collect "$GRID" --results "$GRID/results" --device $DEV --data "$DATA" >> "$LOG" 2>&1 \
   || say "collect failed (the runs are packed all the same)"
-# 5. pack: MAX_PARTS parts at most (device_log.txt is one more file), 60 MiB together
+# 6. pack: MAX_PARTS parts at most (device_log.txt is one more file), 60 MiB together
 "$PY" -m lab grid pack "$GRID" "$OUT" --max-parts "${MAX_PARTS:-7}" --max-mib 60 > "$OUT/pack.json" 2>&1 || say "pack failed"
 cat "$OUT/pack.json" >> "$LOG"; rm -f "$OUT/pack.json"
 say "done"

@@ -138,8 +138,12 @@ def test_tiny_grid_runs_to_completion(done):
         assert summary["finished"] and summary["epochs"] == 2 and summary["width"] == 12
         info = json.loads((runs / name / "grid.json").read_text())
         assert info["launches"][0]["outcome"] == "finished" and info["wall_s"] > 0
+        steps = lab.grid.curve(runs / name)[-1]["step"]          # every step of the run, in one launch
+        launch = info["launches"][0]
+        assert launch["steps"] == steps > 0 and abs(launch["steps_per_s"] * launch["wall_s"] - steps) < 0.01 * steps
     log = [json.loads(x) for x in (done["out"] / "grid_log.jsonl").read_text().splitlines()]
     assert log[0]["device"].startswith("cpu") and len(log[0]["runs"]) == 3 and log[0]["end"] >= log[0]["start"]
+    assert log[0]["mps"] is False   # CUDA's Multi-Process Service: only for a GPU run
 
 
 def test_second_invocation_skips_finished_runs(done):
@@ -175,7 +179,9 @@ def test_interrupted_runs_resume_in_another_session_with_the_same_losses(done, t
     assert sorted(second["finished"]) == ["toy-gru1-64", "toy-lstm1-64"], second
     for name in second["finished"]:
         run, ref = tmp_path / "b" / "runs" / name, done["out"] / "runs" / name
-        assert json.loads((run / "grid.json").read_text())["launches"][-1]["resumed"]
+        first_launch, last_launch = json.loads((run / "grid.json").read_text())["launches"][-2:]
+        assert last_launch["resumed"] and first_launch["steps"] > 0        # each launch counts its own steps
+        assert first_launch["steps"] + last_launch["steps"] >= lab.grid.curve(ref)[-1]["step"]
         a, b = json.loads((run / "summary.json").read_text()), json.loads((ref / "summary.json").read_text())
         assert (a["val_loss"], a["test_loss"], a["best_epoch"]) == (b["val_loss"], b["test_loss"], b["best_epoch"])
         assert lab.grid.curve(run) == lab.grid.curve(ref)
