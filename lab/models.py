@@ -115,7 +115,7 @@ class CharRNN(nn.Module):
 
     def initial_state(self, batch: int, device=None):
         """Zero state: ``h`` (layers, batch, width), and ``(h, c)`` for the LSTM."""
-        h = torch.zeros(self.cfg.layers, batch, self.cfg.width, device=device)
+        h = torch.zeros(self.cfg.layers, batch, self.cfg.width, device=device, dtype=self.head.weight.dtype)
         return (h, torch.zeros_like(h)) if self.cfg.kind == "lstm" else h
 
     def forward(self, x: torch.Tensor, state=None):
