@@ -74,6 +74,17 @@ def test_a_flat_folder_of_checkpoints_is_searched_too(tmp_path):
     assert ModelMap(points(), checkpoints=[grid, flat]).checkpoint("toy-lstm1-64") == flat / "toy-lstm1-64.safetensors"
 
 
+def test_vurn_grid_names_a_grid_folder_anywhere(tmp_path, monkeypatch):
+    grid, model = grid_with_one_model(tmp_path)
+    monkeypatch.setenv("VURN_GRID", str(grid))
+    m = ModelMap(points())                                   # no checkpoints given: the defaults
+    assert m.folders[0] == grid and m.folders[-1].name == "checkpoints"
+    m.choose("toy-lstm1-64")
+    assert isinstance(m.session, Session)
+    monkeypatch.delenv("VURN_GRID")
+    assert grid not in ModelMap(points()).folders
+
+
 def test_bad_points_and_html_export(tmp_path):
     with pytest.raises(ValueError, match=r"missing \['x', 'y'\].*table1_map.py"):
         ModelMap(points().drop(columns=["x", "y"]))

@@ -3,8 +3,9 @@
 One point per model (``results/table1/map.csv``, from ``scripts/table1_map.py``):
 colour = kind (RNN, LSTM, GRU), size = Table 1 row, marker = depth. Hover names the
 model and its test loss; a tap opens it in a :class:`lab.Session` (``self.session``)
-when its checkpoint is on this machine (a grid folder's ``runs/NAME/best.safetensors``,
-or ``results/checkpoints/NAME.safetensors``), and says where to get it when not.
+when its checkpoint is on this machine (a grid folder's ``runs/NAME/best.safetensors``:
+``$VURN_GRID``, else the checkout's ``runs/grid``; or ``results/checkpoints/NAME.safetensors``),
+and says where to get it when not.
 
     >>> import pandas as pd
     >>> points = pd.DataFrame({"name": ["wp-lstm1-64", "wp-rnn2-128", "wp-gru3-512"], "kind": ["lstm", "rnn", "gru"],
@@ -21,6 +22,7 @@ Run ``bokeh.io.output_notebook(resources=INLINE, hide_banner=True)`` once first.
 from __future__ import annotations
 
 import html
+import os
 from pathlib import Path
 
 import ipywidgets
@@ -46,9 +48,15 @@ PLOT_NAME = "model-map"  # the Bokeh figure's name: how BokehJS (and the browser
 
 
 def default_checkpoints() -> list[Path]:
-    """Where taps look for checkpoints: the grid in ``runs/grid``, then ``results/checkpoints``."""
+    """Where taps look for checkpoints: ``$VURN_GRID`` (a grid folder anywhere, when set), the
+    checkout's ``runs/grid``, then the kept checkpoints in ``results/checkpoints``.
+
+        >>> default_checkpoints()[-1].name
+        'checkpoints'
+    """
     root = Path(__file__).resolve().parent.parent
-    return [root / "runs" / "grid", results_dir() / "checkpoints"]
+    grid = [Path(os.environ["VURN_GRID"]).expanduser()] if os.environ.get("VURN_GRID") else []
+    return [*grid, root / "runs" / "grid", results_dir() / "checkpoints"]
 
 
 class ModelMap(ipywidgets.VBox):
