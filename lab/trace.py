@@ -443,6 +443,6 @@ def _trace_streams(model, ids, streams, burn, method, dtype, top_k, max_rows, ed
     arrays.update({"prob": lp.exp(), "loss": -lp, "topk.ids": top.indices, "topk.probs": top.values.to(dtype)})
     final_h = final[..., 0][:, None]                                      # (layers, 1, H) as torch gives
     final_state = (final_h, final[..., 1][:, None]) if cfg.kind == "lstm" else final_h
-    info = {"streams": streams, "burn_in": burn, "seam_deviation": deviation, "method": method,
+    info = {"streams": streams, "burn_in": burn if streams > 1 else 0, "seam_deviation": deviation, "method": method,
             "device": str(device), "dtype": str(dtype).replace("torch.", ""), "final_state": final_state}
     return {"arrays": arrays, "info": info}

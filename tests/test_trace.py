@@ -279,6 +279,11 @@ def test_bad_arguments_are_clear_errors():
     assert compute_trace(model, ids, streams=1, burn_in=0).info["streams"] == 1
 
 
+def test_a_text_too_short_to_split_reports_no_burn_in():
+    tr = compute_trace(random_model("lstm", 1), random_ids(50), dtype=torch.float32, burn_in=512)
+    assert (tr.info["streams"], tr.info["burn_in"], tr.seam_deviation) == (1, 0, 0.0)
+
+
 # -- seams: measured, grown, fallen back ------------------------------------------------------
 
 def test_seam_deviation_is_what_the_seams_really_differ_by():
