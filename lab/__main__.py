@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return {"train": _train, "eval": _eval, "sample": _sample, "grid": _grid}[args.command](args)
-    except (CorpusError, CheckpointError, TrainingDiverged, ValueError, FileExistsError) as e:
+    except (CorpusError, CheckpointError, TrainingDiverged, ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"vurn {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -723,6 +723,9 @@ def collect(out_dir, results_dir="results", *, device=None, data_dir=None, resco
                                                  "replacement; SE = std (ddof 1) of the resampled means"},
             "dropout_rule": {c: {str(k): v for k, v in d.items()} for c, d in DROPOUT.items()},
             "sessions": [{k: v for k, v in s.items() if k != "runs"} for s in sessions],
+            # trained outside the grid's sessions with its exact options (lab.grid.adopt): not in the totals above
+            "adopted": [{"name": p.name, "device": g["launches"][0].get("device"), "wall_s": g.get("wall_s"), **g["adopted"]}
+                        for p in folders if (g := _read_json(p / "grid.json", {})).get("adopted")],
         })
     return df
 
@@ -923,6 +926,78 @@ def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unf
     return {"written": written, "mib": round(total / 2 ** 20, 2)}
 
 
+def adopt(out_dir, name: str, checkpoint, curve, *, wall_s: float | None = None, data_dir=None,
+          command: str | None = None, **selection) -> dict:
+    """Make a run trained outside the grid, with the grid's exact options, grid run ``name``.
+
+    ``checkpoint`` is that training's best-validation checkpoint (e.g. a shipped model's,
+    stored float16) and ``curve`` its per-epoch CSV (epoch, step, train_loss, val_loss)
+    covering every planned epoch. Refused unless the checkpoint's training options equal
+    the grid's for ``name`` (every option, the defaults included), it was trained on this
+    corpus, the curve has all the epochs, and ``name`` has no run of its own yet. Writes
+    ``runs/NAME`` (the checkpoint, ``metrics.jsonl`` from the curve, ``summary.json`` with
+    its test loss scored here, ``grid.json`` saying where it came from) and returns the summary.
+    ``wall_s``: the training's whole wall time, when known (the checkpoint only holds the
+    seconds to its best epoch). ``selection``: the grid's options as for :func:`grid_runs`
+    (default: Table 1's grid).
+
+        >>> adopt("runs/grid", "war_and_peace-lstm2-512", "lab/pretrained/war_and_peace_lstm.safetensors",
+        ...       "results/shipped/curve_wp-lstm2-512-d25.csv")["test_loss"]  # doctest: +SKIP
+        1.1601...
+    """
+    import pandas as pd
+    from lab.checkpoint import check_corpus
+    from lab.corpus import load_corpus
+    from lab.train import TrainConfig
+    out_dir, checkpoint = Path(out_dir), Path(checkpoint)
+    run_dir = out_dir / "runs" / name
+    runs = {r.name: r for r in grid_runs(data_dir=data_dir, **selection)}
+    if name not in runs:
+        raise ValueError(f"no run {name!r} in the grid; its runs are named like {next(iter(runs))!r}")
+    if run_state(run_dir) != "new" or (run_dir / "metrics.jsonl").exists():
+        raise ValueError(f"{run_dir} already holds a run of the grid: adopt only into a run that has not started")
+    for path in (checkpoint, Path(curve)):
+        if not path.is_file():
+            raise FileNotFoundError(f"no file {path}: adopt wants the training's best checkpoint and its curve CSV")
+    meta = read_meta(checkpoint)
+    if meta is None or "train_config" not in meta:
+        raise ValueError(f"{checkpoint} is not a vurn checkpoint with its training options")
+    defaults = asdict(TrainConfig())
+    want, got = {**defaults, **runs[name].train_config()}, {**defaults, **meta["train_config"]}
+    differ = [f"{k} {got[k]!r} there, {want[k]!r} in the grid" for k in sorted(want) if got.get(k) != want[k]]
+    if differ:
+        raise ValueError(f"{checkpoint} was trained with other options than grid run {name}: {'; '.join(differ)}")
+    check_corpus(meta, load_corpus(want["corpus"], data_dir), checkpoint)
+    rows = pd.read_csv(curve)
+    if list(rows.epoch) != list(range(1, want["epochs"] + 1)):
+        raise ValueError(f"{curve} has epochs {rows.epoch.min()}..{rows.epoch.max()} ({len(rows)} rows): "
+                         f"a finished run has every epoch from 1 to {want['epochs']}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoint, run_dir / "best.safetensors")
+    # one training-loss line per epoch (its mean), so that curve() gives back the same rows
+    lines = [json.dumps(rec) for r in rows.itertuples() for rec in (
+        {"step": int(r.step), "epoch": int(r.epoch), "loss": float(r.train_loss)},
+        {"step": int(r.step), "epoch": int(r.epoch), "val_loss": float(r.val_loss)})]
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    source = {"checkpoint": str(checkpoint), "curve": str(curve), "adopted_by": command or " ".join(
+        map(shlex.quote, sys.argv)), "adopted_commit": _commit(), "adopted_at": _now()}
+    wall = round(float(wall_s), 1) if wall_s is not None else None
+    _write_json(run_dir / "grid.json", {"launches": [{
+        "start": None, "wall_s": wall, "rc": 0, "outcome": "finished", "resumed": False,
+        "device": meta.get("device"), "steps": int(rows.step.iloc[-1]), "adopted": True}],
+        "wall_s": wall, "failed": False, "error": None, "adopted": source})
+    score = score_run(run_dir, data_dir=data_dir)
+    model = meta["model_config"]
+    summary = {"finished": True, "corpus": meta["corpus"], "kind": want["kind"], "layers": want["layers"],
+               "row": want["row"], "width": model["width"], "dropout": want["dropout"],
+               "params": count_parameters(ModelConfig.from_dict(model)), "epochs": want["epochs"],
+               "best_epoch": meta["epoch"], "val_loss": meta.get("val_loss"), "test_loss": score["test_loss"],
+               "elapsed_s": meta.get("elapsed_s"), "device": meta.get("device"),
+               "code_commit": meta.get("code_commit"), "adopted": source}
+    _write_json(run_dir / "summary.json", summary)
+    return summary
+
+
 # -- command line (python -m lab grid ...) -----------------------------------------------------
 
 def _train_option(text: str) -> tuple[str, Any]:
@@ -937,7 +1012,7 @@ def _train_option(text: str) -> tuple[str, Any]:
 
 
 def add_arguments(p) -> None:
-    """The ``grid`` subcommands: list, run, collect, pack, restore, keep."""
+    """The ``grid`` subcommands: list, run, collect, pack, restore, keep, adopt."""
     sub = p.add_subparsers(dest="grid_command", required=True)
 
     def selection(q):
@@ -988,6 +1063,13 @@ def add_arguments(p) -> None:
     q.add_argument("--to", default="results/checkpoints", help="destination folder (default results/checkpoints)")
     q.add_argument("--unfinished", action="store_true", help="keep a run that has not finished its epochs")
     q.add_argument("--data", default=None, help="folder holding the corpora (default: $VURN_DATA, then the cache)")
+    q = sub.add_parser("adopt", help="make a finished training with the grid's exact options a run of the grid")
+    q.add_argument("out", help="grid folder")
+    q.add_argument("name", help="the grid run it is, e.g. war_and_peace-lstm2-512")
+    q.add_argument("checkpoint", help="its best-validation checkpoint")
+    q.add_argument("curve", help="its per-epoch curve CSV (epoch, step, train_loss, val_loss)")
+    q.add_argument("--wall-s", type=float, default=None, help="the training's whole wall time in seconds, if known")
+    q.add_argument("--data", default=None, help="folder holding the corpora (default: $VURN_DATA, then the cache)")
 
 
 def main(args) -> int:
@@ -1027,6 +1109,10 @@ def main(args) -> int:
     if args.grid_command == "pack":
         print(json.dumps(pack(args.out, args.dest, max_parts=args.max_parts, max_bytes=int(args.max_mib * 2 ** 20)),
                          indent=1))
+        return 0
+    if args.grid_command == "adopt":
+        print(json.dumps(adopt(args.out, args.name, args.checkpoint, args.curve, wall_s=args.wall_s,
+                               data_dir=args.data, command=command), indent=1))
         return 0
     if args.grid_command == "keep":
         kept = keep(args.out, args.names, args.to, command=command, unfinished=args.unfinished, data_dir=args.data)

@@ -370,3 +370,73 @@ def test_keep_refuses_missing_and_unfinished_runs(done, tmp_path):
     assert card["finished"] is False and report["written"]
     # the configuration comes from the checkpoint when there is no summary yet
     assert card["kind"] == "lstm" and card["layers"] == 1 and card["width"] == 12 and card["epochs_done"] == 2
+
+
+# -- adopting a run trained outside the grid ----------------------------------------------------
+
+def toy_selection(corpus, **kw):
+    return {"corpora": [corpus], "kinds": ("rnn", "lstm", "gru"), "layers": (1,), "rows": (64,), "epochs": 2,
+            "train_options": TINY, **kw}
+
+
+def outside_run(done, tmp_path, name="toy-lstm1-64", epochs=None):
+    """A finished training with the grid's options, as it would come from elsewhere: its best
+    checkpoint and its per-epoch curve as a CSV."""
+    run = done["out"] / "runs" / name
+    rows = pd.DataFrame(lab.grid.curve(run))
+    if epochs is not None:
+        rows = rows[rows.epoch <= epochs]
+    rows.to_csv(tmp_path / f"{name}.csv", index=False)
+    shutil.copyfile(run / "best.safetensors", tmp_path / f"{name}.safetensors")
+    return tmp_path / f"{name}.safetensors", tmp_path / f"{name}.csv"
+
+
+def test_adopt_makes_an_outside_training_a_finished_grid_run(done, tmp_path):
+    ckpt, csv = outside_run(done, tmp_path)
+    grid, ref = tmp_path / "g", done["out"] / "runs" / "toy-lstm1-64"
+    summary = lab.grid.adopt(grid, "toy-lstm1-64", ckpt, csv, wall_s=12.34, command="test",
+                             **toy_selection(done["corpus"]))
+    run = grid / "runs" / "toy-lstm1-64"
+    assert run_state(run) == "finished" and summary["adopted"]["checkpoint"] == str(ckpt)
+    assert lab.grid.curve(run) == lab.grid.curve(ref)                     # the same learning curve back
+    assert summary["test_loss"] == lab.grid.score_run(ref)["test_loss"]   # scored from the same weights
+    best = lab.grid.read_meta(ref / "best.safetensors")
+    assert (summary["best_epoch"], summary["epochs"], summary["width"]) == (best["epoch"], 2, 12)
+    table = collect(grid, tmp_path / "results", device="cpu")
+    row = table.set_index("name").loc["toy-lstm1-64"]
+    assert row.finished and row.status == "finished" and row.test_loss == summary["test_loss"]
+    prov = json.loads((tmp_path / "results" / "table1_provenance.json").read_text())
+    assert [a["name"] for a in prov["adopted"]] == ["toy-lstm1-64"] and prov["adopted"][0]["adopted_by"] == "test"
+    assert prov["adopted"][0]["wall_s"] == row.wall_s == 12.3
+    # the grid runner then trains the others and leaves this one alone
+    report = tiny_grid(grid, done["corpus"], ("lstm",))
+    assert report["skipped_finished"] == ["toy-lstm1-64"] and not report["finished"]
+
+
+def test_adopt_refuses_other_options_a_short_curve_and_a_run_already_there(done, tmp_path):
+    ckpt, csv = outside_run(done, tmp_path)
+    grid = tmp_path / "g"
+    with pytest.raises(ValueError, match=r"other options than grid run toy-lstm1-64: epochs 2 there, 3 in the grid"):
+        lab.grid.adopt(grid, "toy-lstm1-64", ckpt, csv, **toy_selection(done["corpus"], epochs=3))
+    with pytest.raises(ValueError, match=r"dropout 0.0 there, 0.5 in the grid"):
+        lab.grid.adopt(grid, "toy-lstm1-64", ckpt, csv, **toy_selection(done["corpus"], dropout=0.5))
+    with pytest.raises(ValueError, match="no run 'toy-lstm9-64' in the grid"):
+        lab.grid.adopt(grid, "toy-lstm9-64", ckpt, csv, **toy_selection(done["corpus"]))
+    (tmp_path / "short").mkdir()
+    _, short = outside_run(done, tmp_path / "short", epochs=1)
+    with pytest.raises(ValueError, match=r"has epochs 1..1 \(1 rows\): a finished run has every epoch from 1 to 2"):
+        lab.grid.adopt(grid, "toy-lstm1-64", ckpt, short, **toy_selection(done["corpus"]))
+    assert not (grid / "runs" / "toy-lstm1-64").exists()                 # nothing written by a refusal
+    with pytest.raises(ValueError, match="already holds a run of the grid"):
+        lab.grid.adopt(done["out"], "toy-lstm1-64", ckpt, csv, **toy_selection(done["corpus"]))
+    with pytest.raises(FileNotFoundError, match="no file .*nothing.csv"):
+        lab.grid.adopt(grid, "toy-lstm1-64", ckpt, tmp_path / "nothing.csv", **toy_selection(done["corpus"]))
+
+
+def test_adopt_on_the_command_line_is_a_one_line_error(done, tmp_path, capsys):
+    ckpt, csv = outside_run(done, tmp_path)
+    # the command line adopts into Table 1's grid: the toy model has other options than its war_and_peace-lstm1-64
+    assert main(["grid", "adopt", str(tmp_path / "g"), "war_and_peace-lstm1-64", str(ckpt), str(csv),
+                 "--data", str(tmp_path / "no corpora here")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vurn grid: error: ") and err.count("\n") == 1, err
