@@ -119,6 +119,33 @@ def side_by_side(table: pd.DataFrame, corpus: str) -> pd.DataFrame:
                         index=pd.Index(ROWS, name="row"), columns=COLUMNS)
 
 
+def best_against_paper(table: pd.DataFrame, corpus: str = "war_and_peace", kind: str = "lstm") -> pd.Series:
+    """Our best finished model of ``kind`` on ``corpus`` against the paper (scaled by :data:`LINE_ENDING`).
+
+    ``gap_cell``: ours minus the paper's value for the same cell (kind, depth, row);
+    ``gap_best``: ours minus the paper's best model of that kind on that corpus.
+
+        >>> table = pd.DataFrame({"name": ["wp-lstm1-64", "wp-lstm2-512"], "corpus": ["war_and_peace"] * 2,
+        ...                       "kind": ["lstm"] * 2, "layers": [1, 2], "row": [64, 512],
+        ...                       "test_loss": [1.50, 1.16], "status": ["finished"] * 2})
+        >>> best = best_against_paper(table)
+        >>> best["name"], round(best.paper_cell, 4), round(best.gap_cell, 3)   # 1.092 x 1.0194
+        ('wp-lstm2-512', 1.1132, 0.047)
+    """
+    want = table[(table["corpus"] == corpus_label(_corpus(corpus))) & (table["kind"] == kind)
+                 & (table["status"] == "finished")]
+    if want.empty:
+        raise ValueError(f"no finished {kind} on {corpus} in the table yet: train the grid further")
+    best = want.loc[want["test_loss"].idxmin()]
+    paper = paper_table(corpus)
+    cell = paper.loc[int(best["row"]), f"{kind.upper()}{int(best['layers'])}"]
+    column = [c for c in paper.columns if c.startswith(kind.upper())]
+    top = paper[column].stack().idxmin()                                   # (row, column) of the paper's best
+    return pd.Series({"name": best["name"], "test_loss": float(best["test_loss"]), "paper_cell": float(cell),
+                      "gap_cell": float(best["test_loss"] - cell), "paper_best": f"{top[1]} row {top[0]}",
+                      "paper_best_loss": float(paper.loc[top]), "gap_best": float(best["test_loss"] - paper.loc[top])})
+
+
 def load_curves(folder: str | Path | None = None) -> pd.DataFrame:
     """Every model's learning curve (``results/table1/curves/NAME.csv``) in one long table.
 

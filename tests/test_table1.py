@@ -146,3 +146,20 @@ def test_correct_char_probs_refuses_a_model_of_another_corpus(tmp_path):
     (tmp_path / "other.txt").write_text("abcabcabc\n" * 50)
     with pytest.raises((CheckpointError, ValueError), match="corpus|vocabulary"):
         T.correct_char_probs(path, device="cpu", corpus=Corpus.from_file(tmp_path / "other.txt"))
+
+
+def test_best_against_paper_takes_the_best_finished_model_and_scales_the_paper():
+    table = pd.DataFrame([model_row("war_and_peace-lstm1-64", 1.50), model_row("war_and_peace-lstm3-128", 1.30),
+                          model_row("war_and_peace-lstm2-512", 1.10, status="stopped"),   # best so far: not counted
+                          model_row("war_and_peace-gru2-512", 1.00), model_row("linux_kernel-lstm2-512", 0.9)])
+    best = T.best_against_paper(table)
+    factor = 3_258_246 / 3_196_214
+    assert best["name"] == "war_and_peace-lstm3-128" and best.test_loss == 1.30
+    assert best.paper_cell == pytest.approx(1.279 * factor) and best.gap_cell == pytest.approx(1.30 - 1.279 * factor)
+    assert best.paper_best == "LSTM3 row 512" and best.paper_best_loss == pytest.approx(1.082 * factor)
+    assert best.gap_best == pytest.approx(1.30 - 1.082 * factor)
+    gru = T.best_against_paper(table, kind="gru")
+    assert gru["name"] == "war_and_peace-gru2-512" and gru.paper_cell == pytest.approx(1.201 * factor)
+    assert T.best_against_paper(table, "linux_kernel").paper_cell == 0.84          # no factor for Linux
+    with pytest.raises(ValueError, match="no finished rnn on war_and_peace"):
+        T.best_against_paper(table, kind="rnn")
