@@ -204,6 +204,26 @@ def read_meta(path: Path) -> dict | None:
         return None
 
 
+def _weights_dtype(path: Path) -> str:
+    """The dtype of a checkpoint's tensors as safetensors names it ("F32", "F16"), read from its header."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        return ",".join(sorted({f.get_slice(k).get_dtype() for k in f.keys()}))
+
+
+def _run_folders(out_dir: Path) -> list[Path]:
+    """The run folders of a grid (not a staging folder of :func:`adopt`)."""
+    runs = Path(out_dir) / "runs"
+    return sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")) if runs.is_dir() else []
+
+
+def _planned_runs(out_dir: Path) -> dict[str, dict]:
+    """Each run as the grid's sessions planned it (``grid_log.jsonl``; the latest session wins)."""
+    log = Path(out_dir) / "grid_log.jsonl"
+    sessions = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    return {r["name"]: r for s in sessions for r in s.get("runs", [])}
+
+
 def _read_json(path: Path, default=None):
     try:
         return json.loads(Path(path).read_text())
@@ -447,7 +467,7 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                                  "device": record["device"], "threads": threads, "steps": steps,
                                  "steps_per_s": round(steps / max(1e-9, end - child.started), 2),
                                  "gpu_util_mean": sampler.mean(child.started, end) if sampling else None})
-        info["wall_s"] = round(sum(x["wall_s"] for x in info["launches"]), 1)
+        info["wall_s"] = round(sum(x["wall_s"] or 0 for x in info["launches"]), 1)   # an adopted one may have none
         info["failed"] = outcome == "failed"
         info["error"] = tail
         _write_json(run_dir / "grid.json", info)
@@ -482,6 +502,9 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                     len(active) < min(parallel, row_parallel.get(todo[0].row, parallel)):
                 run = todo.pop(0)
                 run_dir = out_dir / "runs" / run.name
+                if run_state(run_dir) == "finished":   # since this call began (adopted, another runner): keep it
+                    report["skipped_finished"].append(run.name)
+                    continue
                 run_dir.mkdir(parents=True, exist_ok=True)
                 resume = (run_dir / "last.safetensors").is_file()
                 start_step = (read_meta(run_dir / "last.safetensors") or {}).get("step", 0) if resume else 0
@@ -677,10 +700,9 @@ def collect(out_dir, results_dir="results", *, device=None, data_dir=None, resco
         raise ValueError(f"{out_dir} holds no grid (no runs folder): run `python -m lab grid run {out_dir}` first")
     sessions = [json.loads(line) for line in (out_dir / "grid_log.jsonl").read_text().splitlines() if line.strip()] \
         if (out_dir / "grid_log.jsonl").exists() else []
-    planned = {r["name"]: r for s in sessions for r in s.get("runs", [])}
+    planned = _planned_runs(out_dir)
     order = {name: i for i, name in enumerate(planned)}
-    folders = sorted((p for p in (out_dir / "runs").iterdir() if p.is_dir()),
-                     key=lambda p: (order.get(p.name, len(order)), p.name))
+    folders = sorted(_run_folders(out_dir), key=lambda p: (order.get(p.name, len(order)), p.name))
     corpora: dict = {}
     rows = [_row(p, planned.get(p.name), device, data_dir, corpora, rescore) for p in folders]
     for name, plan in planned.items():
@@ -760,9 +782,12 @@ def _write_parts(data: bytes, dest: Path, name: str, part_bytes: int) -> list[st
 
 
 def _half_copy(best: Path, into: Path) -> Path:
+    import torch
+
     from lab.checkpoint import load_checkpoint, save_checkpoint
     tensors, meta = load_checkpoint(best)
-    meta["weights"] = "float16 copy of best.safetensors (trained and scored in float32)"
+    meta["weights"] = ("float16, as best.safetensors already was" if any(v.dtype == torch.float16 for v in tensors.values())
+                       else "float16 copy of best.safetensors (trained and scored in float32)")
     target = into / best.parent.name / "best-f16.safetensors"
     target.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(target, {k: v.half() for k, v in tensors.items()}, meta)
@@ -783,7 +808,7 @@ def pack(out_dir, dest, *, part_bytes: int = PART_BYTES, max_parts: int = 7, max
     out_dir, dest = Path(out_dir), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     restored = set(_read_json(out_dir / "restored.json", {}).get("finished", []))
-    runs = sorted(p for p in (out_dir / "runs").iterdir() if p.is_dir()) if (out_dir / "runs").is_dir() else []
+    runs = _run_folders(out_dir)
     small = ("summary.json", "score.json", "grid.json")
     state = [p for p in (out_dir / "grid_log.jsonl",) if p.is_file()]
     state += sorted(p for p in (out_dir / "results").rglob("*") if p.is_file()) if (out_dir / "results").is_dir() else []
@@ -844,7 +869,9 @@ def pack(out_dir, dest, *, part_bytes: int = PART_BYTES, max_parts: int = 7, max
 
 
 def restore(out_dir, sources: Sequence) -> dict:
-    """Unpack :func:`pack`'s archives into ``out_dir``, in the order given (later wins).
+    """Unpack :func:`pack`'s archives into ``out_dir``, in the order given (later wins), except
+    that a run finished in ``out_dir`` is not overwritten by an archive where it is unfinished
+    (``kept_local`` names those).
 
     ``sources``: folders holding ``*.tgz.part-*`` files (state before done within a
     folder) or single part files. Writes ``out_dir/restored.json`` (runs finished
@@ -864,21 +891,32 @@ def restore(out_dir, sources: Sequence) -> dict:
             raise ValueError(f"{src} is neither a folder of *.tgz.part-* archives nor one of their parts")
     if not groups:
         raise ValueError(f"no *.tgz.part-* archives in {', '.join(map(str, sources))}")
+    kept_local = set()
     for parts in groups:
         data = b"".join(p.read_bytes() for p in parts)
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            for m in tar.getmembers():
+            members = tar.getmembers()
+            for m in members:
                 if m.name.startswith("/") or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()):
                     raise ValueError(f"{parts[0]} holds an unsafe member {m.name!r}: not unpacked")
+            # a run finished here (on this machine, or adopted) is not overwritten by an archive
+            # in which it is unfinished: a session that started before it finished trained it too
+            finished_there = {Path(m.name).parts[1] for m in members if len(Path(m.name).parts) == 3
+                              and Path(m.name).parts[0] == "runs" and Path(m.name).name == "summary.json"
+                              and json.loads(tar.extractfile(m).read() or b"{}").get("finished")}
+            skip = {p.name for p in _run_folders(out_dir) if run_state(p) == "finished"} - finished_there
+            mine = [m for m in members if not (len(Path(m.name).parts) >= 2 and Path(m.name).parts[0] == "runs"
+                                               and Path(m.name).parts[1] in skip)]
+            kept_local |= {Path(m.name).parts[1] for m in members if m not in mine}
             if hasattr(tarfile, "data_filter"):
-                tar.extractall(out_dir, filter="data")
+                tar.extractall(out_dir, members=mine, filter="data")
             else:  # pragma: no cover - Python before 3.11.4
-                tar.extractall(out_dir)
-    runs = sorted(p for p in (out_dir / "runs").iterdir() if p.is_dir()) if (out_dir / "runs").is_dir() else []
+                tar.extractall(out_dir, members=mine)
+    runs = _run_folders(out_dir)
     finished = [r.name for r in runs if run_state(r) == "finished"]
     _write_json(out_dir / "restored.json", {"at": _now(), "sources": [str(s) for s in sources], "finished": finished})
     return {"archives": [str(g[0]).rsplit(".part-", 1)[0] for g in groups], "runs": len(runs), "finished": finished,
-            "unfinished": [r.name for r in runs if r.name not in finished]}
+            "unfinished": [r.name for r in runs if r.name not in finished], "kept_local": sorted(kept_local)}
 
 
 def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unfinished: bool = False,
@@ -916,7 +954,8 @@ def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unf
                 **{k: score.get(k) for k in ("test_loss", "test_loss_se", "test_chars", "val_loss", "scored_on")},
                 "launches": (launches := _read_json(run / "grid.json", {}).get("launches", [])),
                 "devices": sorted({x.get("device", "?") for x in launches}),   # "device" is the last launch's
-                "source": f"lab.grid run {name} (best validation checkpoint)",
+                "source": (f"adopted into the grid from {ad['checkpoint']} (lab.grid.adopt; weights {ad['weights']})"
+                           if (ad := summary.get("adopted")) else f"lab.grid run {name} (best validation checkpoint)"),
                 "kept_by": command or " ".join(map(shlex.quote, sys.argv)), "kept_commit": _commit(), "kept_at": _now()}
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(best, dest / f"{name}.safetensors")
@@ -928,73 +967,105 @@ def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unf
 
 def adopt(out_dir, name: str, checkpoint, curve, *, wall_s: float | None = None, data_dir=None,
           command: str | None = None, **selection) -> dict:
-    """Make a run trained outside the grid, with the grid's exact options, grid run ``name``.
+    """Make a finished training with exactly the options of grid run ``name`` that run.
 
-    ``checkpoint`` is that training's best-validation checkpoint (e.g. a shipped model's,
-    stored float16) and ``curve`` its per-epoch CSV (epoch, step, train_loss, val_loss)
-    covering every planned epoch. Refused unless the checkpoint's training options equal
-    the grid's for ``name`` (every option, the defaults included), it was trained on this
-    corpus, the curve has all the epochs, and ``name`` has no run of its own yet. Writes
-    ``runs/NAME`` (the checkpoint, ``metrics.jsonl`` from the curve, ``summary.json`` with
-    its test loss scored here, ``grid.json`` saying where it came from) and returns the summary.
-    ``wall_s``: the training's whole wall time, when known (the checkpoint only holds the
-    seconds to its best epoch). ``selection``: the grid's options as for :func:`grid_runs`
-    (default: Table 1's grid).
+    ``checkpoint`` is that training's best-validation checkpoint as :mod:`lab.train` left
+    it when the run ended (kind "best", with its test loss; e.g. a shipped model's, stored
+    float16) and ``curve`` its per-epoch CSV (epoch, step, train_loss, val_loss). Refused,
+    with nothing written, unless: the training options equal the grid's for ``name`` (every
+    option, the defaults included; the grid is the one ``out_dir``'s sessions planned, else
+    :func:`grid_runs` with ``selection``); it was trained on this corpus; the curve has
+    every epoch and agrees with the checkpoint's own history and best epoch; and ``name``
+    has no run of its own yet. Writes ``runs/NAME`` (the checkpoint, ``metrics.jsonl``
+    from the curve, ``summary.json`` with its test loss scored here, ``grid.json`` saying
+    where it came from) all at once, and returns the summary. ``wall_s``: the training's
+    whole wall time, when known (the checkpoint holds the seconds to its best epoch).
 
         >>> adopt("runs/grid", "war_and_peace-lstm2-512", "lab/pretrained/war_and_peace_lstm.safetensors",
-        ...       "results/shipped/curve_wp-lstm2-512-d25.csv")["test_loss"]  # doctest: +SKIP
+        ...       "results/shipped/curve_wp-lstm2-512-d25.csv", wall_s=299.1)["test_loss"]  # doctest: +SKIP
         1.1601...
     """
     import pandas as pd
+
     from lab.checkpoint import check_corpus
     from lab.corpus import load_corpus
     from lab.train import TrainConfig
-    out_dir, checkpoint = Path(out_dir), Path(checkpoint)
+    out_dir, checkpoint, curve = Path(out_dir), Path(checkpoint), Path(curve)
     run_dir = out_dir / "runs" / name
-    runs = {r.name: r for r in grid_runs(data_dir=data_dir, **selection)}
-    if name not in runs:
-        raise ValueError(f"no run {name!r} in the grid; its runs are named like {next(iter(runs))!r}")
     if run_state(run_dir) != "new" or (run_dir / "metrics.jsonl").exists():
         raise ValueError(f"{run_dir} already holds a run of the grid: adopt only into a run that has not started")
-    for path in (checkpoint, Path(curve)):
+    for path in (checkpoint, curve):
         if not path.is_file():
             raise FileNotFoundError(f"no file {path}: adopt wants the training's best checkpoint and its curve CSV")
+    planned = _planned_runs(out_dir)
+    if name in planned:
+        run = GridRun(**{**planned[name], "options": tuple(tuple(o) for o in planned[name].get("options", ()))})
+    else:
+        label = name.rsplit("-", 2)[0]
+        selection.setdefault("corpora", [label] if label in CORPORA else CORPORA)   # read only the corpus needed
+        runs = {r.name: r for r in grid_runs(data_dir=data_dir, **selection)}
+        if name not in runs:
+            raise ValueError(f"no run {name!r} in the grid; its runs are named like {next(iter(runs))!r}")
+        run = runs[name]
     meta = read_meta(checkpoint)
     if meta is None or "train_config" not in meta:
         raise ValueError(f"{checkpoint} is not a vurn checkpoint with its training options")
+    if meta.get("kind") != "best" or "test_loss" not in meta:
+        raise ValueError(f"{checkpoint} is not the best checkpoint of a finished training (lab.train marks it "
+                         "kind 'best' and writes its test loss when the run ends): adopt only finished trainings")
     defaults = asdict(TrainConfig())
-    want, got = {**defaults, **runs[name].train_config()}, {**defaults, **meta["train_config"]}
+    want, got = {**defaults, **run.train_config()}, {**defaults, **meta["train_config"]}
     differ = [f"{k} {got[k]!r} there, {want[k]!r} in the grid" for k in sorted(want) if got.get(k) != want[k]]
     if differ:
         raise ValueError(f"{checkpoint} was trained with other options than grid run {name}: {'; '.join(differ)}")
     check_corpus(meta, load_corpus(want["corpus"], data_dir), checkpoint)
     rows = pd.read_csv(curve)
+    if not {"epoch", "step", "train_loss", "val_loss"} <= set(rows.columns):
+        raise ValueError(f"{curve} needs columns epoch, step, train_loss, val_loss; it has {', '.join(rows.columns)}")
     if list(rows.epoch) != list(range(1, want["epochs"] + 1)):
         raise ValueError(f"{curve} has epochs {rows.epoch.min()}..{rows.epoch.max()} ({len(rows)} rows): "
                          f"a finished run has every epoch from 1 to {want['epochs']}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(checkpoint, run_dir / "best.safetensors")
-    # one training-loss line per epoch (its mean), so that curve() gives back the same rows
-    lines = [json.dumps(rec) for r in rows.itertuples() for rec in (
-        {"step": int(r.step), "epoch": int(r.epoch), "loss": float(r.train_loss)},
-        {"step": int(r.step), "epoch": int(r.epoch), "val_loss": float(r.val_loss)})]
-    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-    source = {"checkpoint": str(checkpoint), "curve": str(curve), "adopted_by": command or " ".join(
-        map(shlex.quote, sys.argv)), "adopted_commit": _commit(), "adopted_at": _now()}
-    wall = round(float(wall_s), 1) if wall_s is not None else None
-    _write_json(run_dir / "grid.json", {"launches": [{
-        "start": None, "wall_s": wall, "rc": 0, "outcome": "finished", "resumed": False,
-        "device": meta.get("device"), "steps": int(rows.step.iloc[-1]), "adopted": True}],
-        "wall_s": wall, "failed": False, "error": None, "adopted": source})
-    score = score_run(run_dir, data_dir=data_dir)
-    model = meta["model_config"]
-    summary = {"finished": True, "corpus": meta["corpus"], "kind": want["kind"], "layers": want["layers"],
-               "row": want["row"], "width": model["width"], "dropout": want["dropout"],
-               "params": count_parameters(ModelConfig.from_dict(model)), "epochs": want["epochs"],
-               "best_epoch": meta["epoch"], "val_loss": meta.get("val_loss"), "test_loss": score["test_loss"],
-               "elapsed_s": meta.get("elapsed_s"), "device": meta.get("device"),
-               "code_commit": meta.get("code_commit"), "adopted": source}
-    _write_json(run_dir / "summary.json", summary)
+    val = dict(zip(rows.epoch, rows.val_loss))
+    off = [h["epoch"] for h in meta.get("history", []) if abs(val[h["epoch"]] - h["val_loss"]) > 1e-5]
+    best = int(rows.epoch[rows.val_loss.idxmin()])
+    if off or not meta.get("history") or best != meta["epoch"] or int(rows.step[best - 1]) != meta["step"]:
+        raise ValueError(f"{curve} is not this checkpoint's curve: its best validation epoch is {best} (step "
+                         f"{int(rows.step[best - 1])}), the checkpoint's {meta['epoch']} (step {meta['step']})"
+                         + (f"; validation losses differ at epochs {off[:5]}" if off else ""))
+    staging = out_dir / "runs" / f".adopt-{name}"     # written whole, then moved into place: no half run
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        shutil.copyfile(checkpoint, staging / "best.safetensors")
+        # one training-loss line per epoch (its mean), so that curve() gives back the same rows
+        lines = [json.dumps(rec) for r in rows.itertuples() for rec in (
+            {"step": int(r.step), "epoch": int(r.epoch), "loss": float(r.train_loss)},
+            {"step": int(r.step), "epoch": int(r.epoch), "val_loss": float(r.val_loss)})]
+        (staging / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        source = {"checkpoint": str(checkpoint), "curve": str(curve), "weights": _weights_dtype(checkpoint),
+                  "adopted_by": command or " ".join(map(shlex.quote, sys.argv)), "adopted_commit": _commit(),
+                  "adopted_at": _now()}
+        wall = round(float(wall_s), 1) if wall_s is not None else None
+        _write_json(staging / "grid.json", {"launches": [{
+            "start": None, "wall_s": wall, "rc": 0, "outcome": "finished", "resumed": False,
+            "device": meta.get("device"), "steps": int(rows.step.iloc[-1]), "adopted": True}],
+            "wall_s": wall, "failed": False, "error": None, "adopted": source})
+        score = score_run(staging, data_dir=data_dir)
+        model = meta["model_config"]
+        summary = {"finished": True, "corpus": meta["corpus"], "kind": want["kind"], "layers": want["layers"],
+                   "row": want["row"], "width": model["width"], "dropout": want["dropout"],
+                   "params": count_parameters(ModelConfig.from_dict(model)), "epochs": want["epochs"],
+                   "best_epoch": meta["epoch"], "val_loss": meta.get("val_loss"), "test_loss": score["test_loss"],
+                   "elapsed_s": wall if wall is not None else meta.get("elapsed_s"),
+                   "best_elapsed_s": meta.get("elapsed_s"), "device": meta.get("device"),
+                   "code_commit": meta.get("code_commit"), "adopted": source}
+        _write_json(staging / "summary.json", summary)
+        if run_dir.exists():
+            run_dir.rmdir()   # an empty folder only (checked above: nothing of a run is there)
+        staging.rename(run_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return summary
 
 

@@ -32,9 +32,11 @@ export PYTHONUNBUFFERED=1
 export VURN_COMMIT=${VURN_COMMIT:-$(cat .gpu/commit 2>/dev/null || git rev-parse HEAD 2>/dev/null || echo unknown)}
 mkdir -p "$OUT" "$GRID"
 LOG=$OUT/device_log.txt
-DEV=cuda; RUN_ARGS=(--row-parallel 512=$ROW512); SMOKE=(--width 32 --max-train-chars 100000)
+# --retry-failed: a run that failed in an earlier session (a GPU fault under MPS takes its neighbours down
+# too) gets another go; one that fails for good costs one quick failure a session
+DEV=cuda; RUN_ARGS=(--row-parallel 512=$ROW512 --retry-failed); SMOKE=(--width 32 --max-train-chars 100000)
 if [ "${TINY:-0}" = 1 ]; then
-  DEV=cpu; TAIL=${TINY_TAIL:-20}
+  DEV=cpu; TAIL=${TINY_TAIL:-20}; COLLECT_S=${COLLECT_S:-90}
   RUN_ARGS=(--rows 64 --kinds lstm gru --layers 1 2 --epochs 2 --set max_train_chars=20000 --set batch=10
             --set width=16 --reserve 5 --min-seconds 2)
   SMOKE=(--width 8 --max-train-chars 5000 --batch 10)
@@ -52,9 +54,9 @@ fi
 # (one process's kernels at a time); with it their small, sequential RNN kernels run side by side.
 # A user-space daemon: it changes no setting of the GPU, and is told to quit when this script ends.
 # MPS=0 leaves it off; a failed start or a failed smoke run under it turns it off.
-mps_off() {
+mps_off() {  # bounded: quitting waits for the clients, and a stuck one must not eat the session
   if [ -n "${CUDA_MPS_PIPE_DIRECTORY:-}" ]; then
-    echo quit | nvidia-cuda-mps-control >> "$LOG" 2>&1; sleep 1
+    echo quit | timeout 15 nvidia-cuda-mps-control >> "$LOG" 2>&1 || say "MPS: quit did not answer in 15 s"
     tail -5 "$CUDA_MPS_LOG_DIRECTORY/control.log" >> "$LOG" 2>&1
     unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
   fi
@@ -64,9 +66,11 @@ if [ "$DEV" = cuda ] && [ "${MPS:-1}" = 1 ]; then
     export CUDA_MPS_PIPE_DIRECTORY=/tmp/vurn-mps/pipe CUDA_MPS_LOG_DIRECTORY=/tmp/vurn-mps/log
     mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
     trap mps_off EXIT
-    if nvidia-cuda-mps-control -d >> "$LOG" 2>&1 && timeout 60 "$PY" -c \
-        "import torch; x = torch.randn(512, 512, device='cuda'); assert torch.isfinite(x @ x).all()" >> "$LOG" 2>&1; then
-      say "MPS on ($CUDA_MPS_PIPE_DIRECTORY)"
+    # the probe's CUDA context starts the MPS server; no server listed means the client went around it
+    if nvidia-cuda-mps-control -d >> "$LOG" 2>&1 && timeout -k 10 60 "$PY" -c \
+        "import torch; x = torch.randn(512, 512, device='cuda'); assert torch.isfinite(x @ x).all()" >> "$LOG" 2>&1 \
+        && SERVER=$(echo get_server_list | timeout 10 nvidia-cuda-mps-control 2>> "$LOG") && [ -n "$SERVER" ]; then
+      say "MPS on (server $SERVER, $CUDA_MPS_PIPE_DIRECTORY)"
     else
       mps_off; say "MPS did not start: the processes time-share the GPU"
     fi
@@ -77,7 +81,7 @@ fi
 # 3. a smoke run: fail in seconds, not minutes, if something is off
 smoke() {
   rm -rf /tmp/vurn-grid-smoke
-  timeout 120 "$PY" -m lab train --corpus war_and_peace --data "$DATA" --epochs 1 --device $DEV \
+  timeout -k 10 120 "$PY" -m lab train --corpus war_and_peace --data "$DATA" --epochs 1 --device $DEV \
     --run-dir /tmp/vurn-grid-smoke --quiet "${SMOKE[@]}" >> "$LOG" 2>&1
 }
 if ! smoke; then
@@ -94,13 +98,14 @@ if [ "$TRAIN" -gt 0 ]; then
   "$PY" -m lab grid run "$GRID" --data "$DATA" --device $DEV --parallel "$PARALLEL" --budget "$TRAIN" \
     "${RUN_ARGS[@]}" ${GRID_ARGS:-} > "$OUT/grid_run.txt" 2>&1
   say "grid run exit $?"; grep -E '^grid: ' "$OUT/grid_run.txt" | tail -40 | tee -a "$LOG" > /dev/null
+  mps_off  # scoring and packing without it: a broken MPS server must not stop the state going home
   cat "$OUT/grid_run.txt" >> "$LOG"; rm -f "$OUT/grid_run.txt"
 else
   say "no time left to train (budget $BUDGET s)"
 fi
 # 5. score every new best checkpoint here (test loss + bootstrap SE, cached in score.json), then the table
-"$PY" -m lab grid collect "$GRID" --results "$GRID/results" --device $DEV --data "$DATA" >> "$LOG" 2>&1 \
-  || say "collect failed (the runs are packed all the same)"
+timeout -k 10 "${COLLECT_S:-$(( TAIL * 2 / 3 ))}" "$PY" -m lab grid collect "$GRID" --results "$GRID/results" --device $DEV \
+  --data "$DATA" >> "$LOG" 2>&1 || say "collect failed or ran out of time (the runs are packed all the same)"
 # 6. pack: MAX_PARTS parts at most (device_log.txt is one more file), 60 MiB together
 "$PY" -m lab grid pack "$GRID" "$OUT" --max-parts "${MAX_PARTS:-7}" --max-mib 60 > "$OUT/pack.json" 2>&1 || say "pack failed"
 cat "$OUT/pack.json" >> "$LOG"; rm -f "$OUT/pack.json"
