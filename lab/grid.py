@@ -217,6 +217,14 @@ def _run_folders(out_dir: Path) -> list[Path]:
     return sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")) if runs.is_dir() else []
 
 
+def _carry_bytes(run_dir: Path, run: "GridRun | None") -> int:
+    """The bytes an unfinished run adds to the state :func:`pack` sends to the next session:
+    its files, and at least the estimate for its size (last weights with RMSProp's running
+    averages, and the best weights: 12 bytes a parameter, plus 1 MiB of logs)."""
+    have = sum(p.stat().st_size for p in run_dir.iterdir() if p.is_file()) if run_dir.is_dir() else 0
+    return max(have, 12 * run.params + 2 ** 20 if run is not None else 0)
+
+
 def _planned_runs(out_dir: Path) -> dict[str, dict]:
     """Each run as the grid's sessions planned it (``grid_log.jsonl``; the latest session wins)."""
     log = Path(out_dir) / "grid_log.jsonl"
@@ -390,8 +398,8 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
              device: str | None = None, data_dir=None, epochs: int = 50, dropout=None,
              train_options: Mapping | None = None, reserve_seconds: float = 30.0, min_seconds: float = 20.0,
              child_seconds: float | None = None, threads: int | None = None, max_failures: int = 3,
-             retry_failed: bool = False, command: str | None = None, poll_seconds: float = 0.5,
-             log=print) -> dict:
+             retry_failed: bool = False, carry_bytes: float | None = None, command: str | None = None,
+             poll_seconds: float = 0.5, log=print) -> dict:
     """Train the grid's runs in ``out_dir/runs``, ``parallel`` at a time; returns a report.
 
     ``row_parallel`` caps the processes while a run of that row is started (e.g.
@@ -401,6 +409,9 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
     validation and test scoring), capped by ``child_seconds``; none starts with less
     than ``min_seconds``. ``threads``: torch threads per child (default: CPU cores /
     ``parallel``). After ``max_failures`` failed children nothing new is started.
+    ``carry_bytes``: a new run starts only while every unfinished run of ``out_dir``, it
+    included, would still fit this many bytes (:func:`_carry_bytes`): what a short GPU
+    session can carry to the next one is bounded, and any run may end the session unfinished.
     """
     if not isinstance(parallel, int) or parallel < 1:
         raise ValueError(f"parallel must be a whole number >= 1, got {parallel!r}")
@@ -444,12 +455,29 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
     record = {"command": command or " ".join(map(shlex.quote, sys.argv)), "code_commit": _commit(),
               "device": _device_label(device), "start": started_at, "budget_seconds": budget_seconds,
               "parallel": parallel, "row_parallel": row_parallel, "epochs": epochs, "threads": threads,
+              "carry_bytes": carry_bytes,
               # CUDA's Multi-Process Service lets the children's kernels run at the same time
               # (without it the GPU time-slices between processes); scripts/gpu_grid.sh starts it
               "mps": device.startswith("cuda") and bool(os.environ.get("CUDA_MPS_PIPE_DIRECTORY")),
               "runs": [asdict(r) for r in runs]}
     active: list[_Child] = []
     failures = 0
+    by_name = {r.name: r for r in runs}
+    waiting: set[str] = set()
+
+    def fits(run: GridRun) -> bool:
+        """Whether starting ``run`` keeps the unfinished runs' state within ``carry_bytes``."""
+        if carry_bytes is None or run_state(out_dir / "runs" / run.name) == "resumable":
+            return True   # a run under way is carried anyway
+        carried = sum(_carry_bytes(p, by_name.get(p.name)) for p in _run_folders(out_dir)
+                      if run_state(p) != "finished")
+        if carried + _carry_bytes(out_dir / "runs" / run.name, run) <= carry_bytes:
+            return True
+        if run.name not in waiting:
+            waiting.add(run.name)
+            log(f"grid: {run.name} waits: with it the unfinished runs' state would pass "
+                f"{carry_bytes / 2 ** 20:.0f} MiB (now {carried / 2 ** 20:.1f} MiB)")
+        return False
 
     def finish(child: _Child) -> None:
         end = time.time()
@@ -498,9 +526,12 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                         child.proc.wait()
                 continue
             left = deadline - now - reserve_seconds
-            while todo and failures < max_failures and left >= min_seconds and \
-                    len(active) < min(parallel, row_parallel.get(todo[0].row, parallel)):
-                run = todo.pop(0)
+            while todo and failures < max_failures and left >= min_seconds and len(active) < parallel:
+                pick = next((i for i, r in enumerate(todo) if len(active) < row_parallel.get(r.row, parallel)
+                             and fits(r)), None)
+                if pick is None:
+                    break
+                run = todo.pop(pick)
                 run_dir = out_dir / "runs" / run.name
                 if run_state(run_dir) == "finished":   # since this call began (adopted, another runner): keep it
                     report["skipped_finished"].append(run.name)
@@ -1114,6 +1145,9 @@ def add_arguments(p) -> None:
     q.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
     q.add_argument("--threads", type=int, default=None, help="torch threads per child (default: cores / parallel)")
     q.add_argument("--retry-failed", action="store_true", help="launch again runs whose last launch failed")
+    q.add_argument("--carry-mib", type=float, default=None,
+                   help="start a new run only while all unfinished runs' files fit this many MiB (what a GPU "
+                        "session can carry to the next)")
     q = sub.add_parser("collect", help="table1.csv, learning curves and provenance from a grid folder")
     q.add_argument("out", help="grid folder written by `grid run`")
     q.add_argument("--results", default="results", help="folder for table1.csv, curves/ and table1_provenance.json")
@@ -1163,7 +1197,8 @@ def main(args) -> int:
         try:
             report = run_grid(args.out, parallel=args.parallel, row_parallel=caps, budget_seconds=args.budget,
                               device=args.device, reserve_seconds=args.reserve, min_seconds=args.min_seconds,
-                              threads=args.threads, retry_failed=args.retry_failed, command=command, **pick)
+                              threads=args.threads, retry_failed=args.retry_failed, command=command,
+                              carry_bytes=None if args.carry_mib is None else args.carry_mib * 2 ** 20, **pick)
         except KeyboardInterrupt:
             print("grid: interrupted: the runs keep their last checkpoints, and this session is in grid_log.jsonl",
                   file=sys.stderr)

@@ -16,7 +16,8 @@
 #   TINY=1    the same flow on the CPU at toy size (~1 minute): rows 64, LSTM and GRU, 1-2 layers, 2 short epochs
 #
 # A session, from the repository root here (".gpu/" is git-ignored; carry it):
-#   git rev-parse HEAD > .gpu/commit; mkdir -p .gpu/data && cp $VURN_DATA/*.txt .gpu/data/
+#   git rev-parse HEAD > .gpu/commit; mkdir -p .gpu/data && xz -9 -c $VURN_DATA/war_and_peace.txt > .gpu/data/war_and_peace.txt.xz
+#   (and linux_kernel.txt the same way: lab.corpus reads NAME.txt.xz, 2 MiB for both instead of 9)
 #   rm -rf .gpu/grid-prev && mkdir -p .gpu/grid-prev && cp PREVIOUS_FILES_AT/grid-state.tgz.part-* .gpu/grid-prev/
 #   device run, timeout_s 600, carry [".gpu/data", ".gpu/grid-prev", ".gpu/commit"]:
 #     bash scripts/gpu_grid.sh .gpu/data $OUT 540 8
@@ -34,7 +35,10 @@ mkdir -p "$OUT" "$GRID"
 LOG=$OUT/device_log.txt
 # --retry-failed: a run that failed in an earlier session (a GPU fault under MPS takes its neighbours down
 # too) gets another go; one that fails for good costs one quick failure a session
-DEV=cuda; RUN_ARGS=(--row-parallel 512=$ROW512 --retry-failed); SMOKE=(--width 32 --max-train-chars 100000)
+# --carry-mib: the unfinished runs' files travel to the next session inside its 64 MiB working tree
+# (the repository ~8 MiB, the xz corpora 2 MiB): a new run starts only while they stay under CARRY_MIB
+DEV=cuda; RUN_ARGS=(--row-parallel 512=$ROW512 --retry-failed --carry-mib "${CARRY_MIB:-40}")
+SMOKE=(--width 32 --max-train-chars 100000)
 if [ "${TINY:-0}" = 1 ]; then
   DEV=cpu; TAIL=${TINY_TAIL:-20}; COLLECT_S=${COLLECT_S:-90}
   RUN_ARGS=(--rows 64 --kinds lstm gru --layers 1 2 --epochs 2 --set max_train_chars=20000 --set batch=10

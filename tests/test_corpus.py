@@ -124,6 +124,30 @@ def test_find_corpus_file_order(tmp_path, monkeypatch, offline_cache):
     assert find_corpus_file("linux_kernel") is None
 
 
+def test_a_corpus_kept_compressed_with_xz_is_found_read_and_verified(tmp_path, known_corpus, offline_cache):
+    import lzma
+    name = known_corpus.name
+    (tmp_path / f"{name}.txt.xz").write_bytes(lzma.compress(known_corpus.text.encode()))
+    assert find_corpus_file(name, tmp_path) == tmp_path / f"{name}.txt.xz"
+    again = load_corpus(name, data_dir=tmp_path)
+    assert again.text == known_corpus.text and again.sha256 == KNOWN[name].sha256
+    (tmp_path / f"{name}.txt").write_text(known_corpus.text)     # both there: the plain text first
+    assert find_corpus_file(name, tmp_path) == tmp_path / f"{name}.txt"
+
+
+def test_a_bad_or_wrong_xz_file_is_a_clear_error(tmp_path):
+    import lzma
+    (tmp_path / "war_and_peace.txt.xz").write_bytes(b"not xz at all")
+    with pytest.raises(CorpusError, match=r"war_and_peace.txt.xz is not a valid .xz file .*xz -k"):
+        load_corpus("war_and_peace", data_dir=tmp_path)
+    (tmp_path / "war_and_peace.txt.xz").write_bytes(lzma.compress(b"not the book\n"))
+    with pytest.raises(CorpusError, match="not the expected war_and_peace text"):
+        load_corpus("war_and_peace", data_dir=tmp_path)
+    (tmp_path / "mine.txt.xz").write_bytes(lzma.compress("ab\nba\n".encode()))
+    mine = load_corpus(tmp_path / "mine.txt.xz")
+    assert (mine.name, mine.text) == ("mine", "ab\nba\n")
+
+
 def test_load_any_text_file(tmp_path):
     p = tmp_path / "mine.txt"
     p.write_text("\ufeffab\nba\n", encoding="utf-8")  # the BOM is dropped

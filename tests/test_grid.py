@@ -490,3 +490,24 @@ def test_restore_keeps_a_run_finished_here_over_an_archive_where_it_is_unfinishe
     assert run_state(local / "runs" / "toy-lstm1-64") == "finished"
     fresh = restore(tmp_path / "fresh", [tmp_path / "trip"])            # into a folder without it: unpacked
     assert fresh["kept_local"] == [] and fresh["unfinished"] == ["toy-lstm1-64"]
+
+
+# -- what a session may leave unfinished -----------------------------------------------------------
+
+def test_the_carry_budget_bounds_the_unfinished_runs(tmp_path):
+    """With room for one unfinished run's state, two slots still run one at a time; with room
+    for none, nothing starts, and the log says why."""
+    corpus = toy_file(tmp_path)
+    one = lab.grid._carry_bytes(tmp_path / "none", grid_runs([corpus], ("lstm",), (1,), (64,), epochs=2,
+                                                                train_options=TINY)[0])
+    said = []
+    report = tiny_grid(tmp_path / "a", corpus, carry_bytes=1.5 * one, log=said.append)
+    assert sorted(report["finished"]) == ["toy-gru1-64", "toy-lstm1-64", "toy-rnn1-64"], report
+    # the second run waited for the first to finish (the runner may log that finish a poll later)
+    assert said[0] == "grid: start toy-rnn1-64" and said[1].startswith(
+        "grid: toy-lstm1-64 waits: with it the unfinished runs' state would pass"), said
+    said.clear()
+    report = tiny_grid(tmp_path / "b", corpus, carry_bytes=0.5 * one, log=said.append)
+    assert report["not_started"] == ["toy-rnn1-64", "toy-lstm1-64", "toy-gru1-64"] and not report["finished"]
+    assert sum(" waits: " in line for line in said) == 3
+    assert json.loads((tmp_path / "b" / "grid_log.jsonl").read_text())["carry_bytes"] == 0.5 * one
