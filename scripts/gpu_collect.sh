@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# After a lent-GPU call of scripts/gpu_session.sh: keep its files, fold them into the local
+# grid, refresh Table 1's results and map, and prepare .gpu/ for the next call.
+#
+# Usage: bash scripts/gpu_collect.sh FILES_AT [NAME]
+#   FILES_AT  the folder the device reply's files were copied to (its files_at)
+#   NAME      the session's folder under runs/grid-sessions (default: s<next number>)
+# Environment: GRID (default runs/grid), RESULTS (default results/table1), VURN_DATA (the corpora)
+# Then read results/table1/ (git diff), update results/table1/README.md's sessions table and
+# commit; a benchmark in the files (bench_trace_gpu.txt) goes to results/bench_trace_gpu.md by hand.
+set -euo pipefail
+SRC=$1
+GRID=${GRID:-runs/grid} RESULTS=${RESULTS:-results/table1}
+PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+: "${VURN_DATA:?set VURN_DATA to the folder holding the corpora (scoring needs the test splits)}"
+mkdir -p runs/grid-sessions
+NAME=${2:-s$(( $(find runs/grid-sessions -mindepth 1 -maxdepth 1 -type d | wc -l) + 1 ))}
+DEST=runs/grid-sessions/$NAME
+[ ! -e "$DEST" ] || { echo "gpu_collect: $DEST exists already: name the session (second argument)" >&2; exit 1; }
+mkdir -p "$DEST" && cp "$SRC"/* "$DEST"/
+echo "gpu_collect: the session's files are in $DEST"
+grep -E '^\[|MPS|grid: .*(finished|stopped|failed|killed) after' "$DEST/device_log.txt" | tail -40 || true
+if compgen -G "$DEST/*.tgz.part-*" > /dev/null; then
+  "$PY" -m lab grid restore "$GRID" "$DEST"        # a run finished here is kept over an unfinished copy
+  "$PY" -m lab grid collect "$GRID" --results "$RESULTS" --device cpu --data "$VURN_DATA" > /dev/null
+  "$PY" scripts/table1_map.py --grid "$GRID" --results "$RESULTS" --device cpu
+fi
+bash scripts/gpu_prepare.sh "$GRID"

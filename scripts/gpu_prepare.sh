@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Before a lent-GPU call: put in .gpu/ (git-ignored) what scripts/gpu_session.sh needs there,
+# and check that the working tree that travels stays under the device's 64 MiB.
+#
+# Usage: bash scripts/gpu_prepare.sh [GRID]      (GRID: the local grid folder, default runs/grid)
+#   .gpu/commit           the commit of the code (the device's copy has no usable .git)
+#   .gpu/data/*.txt.xz    the corpora from $VURN_DATA, xz-compressed (2 MiB instead of 9)
+#   .gpu/grid-prev/       the grid's state: every run's record, each unfinished run whole
+# Then the device call: carry [".gpu/data", ".gpu/commit", ".gpu/grid-prev"], command
+#   bash scripts/gpu_session.sh $OUT 565
+set -euo pipefail
+GRID=${1:-runs/grid}
+PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+: "${VURN_DATA:?set VURN_DATA to the folder holding war_and_peace.txt and linux_kernel.txt}"
+mkdir -p .gpu/data
+git rev-parse HEAD > .gpu/commit
+[ -z "$(git status --porcelain --untracked-files=no)" ] || echo "gpu_prepare: uncommitted changes travel too, but .gpu/commit names HEAD"
+for name in war_and_peace linux_kernel; do
+  [ -s ".gpu/data/$name.txt.xz" ] || xz -9 -c "$VURN_DATA/$name.txt" > ".gpu/data/$name.txt.xz"
+  rm -f ".gpu/data/$name.txt"
+done
+if [ -d "$GRID/runs" ]; then
+  rm -rf .gpu/grid-prev /tmp/vurn-gpu-pack && mkdir -p .gpu/grid-prev
+  "$PY" -m lab grid pack "$GRID" /tmp/vurn-gpu-pack > /tmp/vurn-gpu-pack.json
+  mv /tmp/vurn-gpu-pack/grid-state.tgz.part-* .gpu/grid-prev/ && rm -rf /tmp/vurn-gpu-pack
+fi
+# what the device call sends: tracked and untracked-not-ignored files, and the carried paths
+tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c %s 2>/dev/null | awk '{s+=$1} END {print s+0}')
+carried=$(du -sb .gpu/data .gpu/commit .gpu/grid-prev 2>/dev/null | awk '{s+=$1} END {print s+0}')
+total=$(( (tree + carried) / 1048576 ))
+echo "gpu_prepare: commit $(cut -c1-10 .gpu/commit); tree $(( tree / 1048576 )) MiB + carried $(( carried / 1048576 )) MiB = $total MiB of 64"
+[ "$total" -lt 60 ] || { echo "gpu_prepare: over 60 MiB: the device refuses more than 64 MiB; lower --carry-mib" >&2; exit 1; }
