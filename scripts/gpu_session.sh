@@ -4,13 +4,8 @@
 #
 # Usage (device run, timeout_s 590, carry [".gpu/data", ".gpu/commit", ".gpu/grid-prev"]):
 #   bash scripts/gpu_session.sh $OUT 565        # OUT, then wall seconds for everything
-# Before it, here: git rev-parse HEAD > .gpu/commit; mkdir -p .gpu/data, and in it the corpora compressed
-#   (for f in war_and_peace linux_kernel; do xz -9 -c $VURN_DATA/$f.txt > .gpu/data/$f.txt.xz; done),
-#   and the last session's grid-state parts in .gpu/grid-prev (see scripts/gpu_grid.sh).
-# After it: keep every session's files (runs/grid-sessions/sN), then
-#   python -m lab grid restore runs/grid runs/grid-sessions/s1 ... sN
-#   python -m lab grid collect runs/grid --results results/table1 --device cpu
-#   python scripts/table1_map.py
+# Before it, here: VURN_DATA=... bash scripts/gpu_prepare.sh   (fills .gpu/ and checks the size)
+# After it, here:  VURN_DATA=... bash scripts/gpu_collect.sh FILES_AT   (restore, collect, map, prepare)
 # BENCH=0 skips the benchmark (its numbers are in results/bench_trace_gpu.md once measured).
 set -uo pipefail
 OUT=$1 BUDGET=$2
