@@ -40,6 +40,7 @@ import io
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -783,6 +784,63 @@ def collect(out_dir, results_dir="results", *, device=None, data_dir=None, resco
     return df
 
 
+def _log_segments(run_dir: Path) -> list[int | None]:
+    """The step each launch in ``train.log`` ended at (None: killed before it could say)."""
+    ends: list[int | None] = []
+    text = (run_dir / "train.log").read_text(errors="replace") if (run_dir / "train.log").exists() else ""
+    for segment in re.split(r"^# ", text, flags=re.MULTILINE)[1:]:   # each launch's command line, then its output
+        body = segment.partition("\n")[2]
+        summary = body[body.find("{"):body.rfind("}") + 1] if "{" in body else ""
+        try:
+            info = json.loads(summary)
+        except json.JSONDecodeError:
+            ends.append(None)
+            continue
+        ends.append(info.get("step") if not info.get("finished") else _last_logged_step(run_dir))
+    return ends
+
+
+def launch_rates(out_dir) -> "pd.DataFrame":
+    """Training steps per second of every launch of the grid, with its device, how many ran at
+    once and whether CUDA's Multi-Process Service was on: what each device and setting gives.
+
+    A launch's steps come from ``grid.json`` (recorded since the runner counts them) or, for
+    older launches, from the steps ``train.log`` says each launch ended at; a launch killed
+    before it could say, and the one after it, have none. ``steps_per_s`` counts the whole
+    launch (start-up, validation and scoring included).
+
+        >>> launch_rates("/nonexistent").empty
+        True
+    """
+    import pandas as pd
+    out_dir = Path(out_dir)
+    sessions = []
+    if (out_dir / "grid_log.jsonl").exists():
+        sessions = [json.loads(x) for x in (out_dir / "grid_log.jsonl").read_text().splitlines() if x.strip()]
+    rows = []
+    for run in _run_folders(out_dir):
+        launches = _read_json(run / "grid.json", {}).get("launches", [])
+        ends = _log_segments(run)
+        start = 0
+        for i, launch in enumerate(launches):
+            end = ends[i] if i < len(ends) else None
+            steps = launch.get("steps")
+            if steps is None and end is not None and start is not None:
+                steps = end - start
+            start = end
+            if launch.get("adopted") or not steps or not launch.get("wall_s") or not launch.get("start"):
+                continue
+            at = launch["start"]
+            session = next((x for x in sessions if x.get("start", "") <= at <= x.get("end", "~")), {})
+            name = run.name.rsplit("-", 2)
+            rows.append({"run": run.name, "corpus": name[0], "model": name[1], "row": int(name[2]),
+                         "device": launch.get("device"), "parallel": session.get("parallel"),
+                         "mps": session.get("mps", False), "start": at, "steps": steps,
+                         "wall_s": launch["wall_s"], "steps_per_s": round(steps / launch["wall_s"], 2)})
+    return pd.DataFrame(rows, columns=["run", "corpus", "model", "row", "device", "parallel", "mps", "start",
+                                       "steps", "wall_s", "steps_per_s"])
+
+
 # -- moving the state between GPU sessions -----------------------------------------------------
 
 def _suffixes():
@@ -1114,7 +1172,7 @@ def _train_option(text: str) -> tuple[str, Any]:
 
 
 def add_arguments(p) -> None:
-    """The ``grid`` subcommands: list, run, collect, pack, restore, keep, adopt."""
+    """The ``grid`` subcommands: list, run, collect, pack, restore, keep, adopt, rates."""
     sub = p.add_subparsers(dest="grid_command", required=True)
 
     def selection(q):
@@ -1168,6 +1226,8 @@ def add_arguments(p) -> None:
     q.add_argument("--to", default="results/checkpoints", help="destination folder (default results/checkpoints)")
     q.add_argument("--unfinished", action="store_true", help="keep a run that has not finished its epochs")
     q.add_argument("--data", default=None, help="folder holding the corpora (default: $VURN_DATA, then the cache)")
+    q = sub.add_parser("rates", help="training steps per second of every launch, by device and setting")
+    q.add_argument("out", help="grid folder")
     q = sub.add_parser("adopt", help="make a finished training with the grid's exact options a run of the grid")
     q.add_argument("out", help="grid folder")
     q.add_argument("name", help="the grid run it is, e.g. war_and_peace-lstm2-512")
@@ -1215,6 +1275,15 @@ def main(args) -> int:
     if args.grid_command == "pack":
         print(json.dumps(pack(args.out, args.dest, max_parts=args.max_parts, max_bytes=int(args.max_mib * 2 ** 20)),
                          indent=1))
+        return 0
+    if args.grid_command == "rates":
+        rates = launch_rates(args.out)
+        if rates.empty:
+            print(f"no launches with a step count in {args.out}")
+            return 0
+        table = rates.groupby(["device", "parallel", "mps", "row", "model"]).steps_per_s.agg(["count", "median"])
+        with __import__("pandas").option_context("display.width", 200, "display.max_rows", 500):
+            print(table.to_string())
         return 0
     if args.grid_command == "adopt":
         print(json.dumps(adopt(args.out, args.name, args.checkpoint, args.curve, wall_s=args.wall_s,

@@ -511,3 +511,22 @@ def test_the_carry_budget_bounds_the_unfinished_runs(tmp_path):
     assert report["not_started"] == ["toy-rnn1-64", "toy-lstm1-64", "toy-gru1-64"] and not report["finished"]
     assert sum(" waits: " in line for line in said) == 3
     assert json.loads((tmp_path / "b" / "grid_log.jsonl").read_text())["carry_bytes"] == 0.5 * one
+
+
+def test_launch_rates_count_each_launchs_steps_also_from_an_older_record(done, tmp_path):
+    rates = lab.grid.launch_rates(done["out"]).set_index("run")
+    assert sorted(rates.index) == ["toy-gru1-64", "toy-lstm1-64", "toy-rnn1-64"]
+    assert (rates.parallel == 2).all() and not rates.mps.any() and rates.device.str.startswith("cpu").all()
+    for name, r in rates.iterrows():
+        assert r.steps == lab.grid.curve(done["out"] / "runs" / name)[-1]["step"]
+        assert r.steps_per_s == round(r.steps / r.wall_s, 2)
+    old = tmp_path / "old"                                  # launches recorded before they counted steps
+    shutil.copytree(done["out"], old)
+    for run in (old / "runs").iterdir():
+        info = json.loads((run / "grid.json").read_text())
+        for launch in info["launches"]:
+            del launch["steps"], launch["steps_per_s"]
+        (run / "grid.json").write_text(json.dumps(info))
+    again = lab.grid.launch_rates(old).set_index("run")
+    assert again.steps.to_dict() == rates.steps.to_dict()  # the same steps, read from train.log
+    assert main(["grid", "rates", str(old)]) == 0
