@@ -54,33 +54,11 @@ if compgen -G "$RESTORE/*.tgz.part-*" > /dev/null; then
   "$PY" -m lab grid restore "$GRID" "$RESTORE" >> "$LOG" 2>&1 || { say "restore failed"; tail -20 "$LOG"; exit 3; }
   say "restored $(ls "$RESTORE" | wc -l) parts from $RESTORE"
 fi
-# 2. CUDA's Multi-Process Service. Without it the GPU time-slices between the training processes
-# (one process's kernels at a time); with it their small, sequential RNN kernels run side by side.
-# A user-space daemon: it changes no setting of the GPU, and is told to quit when this script ends.
-# MPS=0 leaves it off; a failed start or a failed smoke run under it turns it off.
-mps_off() {  # bounded: quitting waits for the clients, and a stuck one must not eat the session
-  if [ -n "${CUDA_MPS_PIPE_DIRECTORY:-}" ]; then
-    echo quit | timeout 15 nvidia-cuda-mps-control >> "$LOG" 2>&1 || say "MPS: quit did not answer in 15 s"
-    tail -5 "$CUDA_MPS_LOG_DIRECTORY/control.log" >> "$LOG" 2>&1
-    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
-  fi
-}
+# 2. CUDA's Multi-Process Service (scripts/mps.sh): the training processes' kernels side by side
+# instead of taking turns. MPS=0 leaves it off; a failed start or a failed smoke run under it turns it off.
+source "$(dirname "$0")/mps.sh"
 if [ "$DEV" = cuda ] && [ "${MPS:-1}" = 1 ]; then
-  if command -v nvidia-cuda-mps-control > /dev/null; then
-    export CUDA_MPS_PIPE_DIRECTORY=/tmp/vurn-mps/pipe CUDA_MPS_LOG_DIRECTORY=/tmp/vurn-mps/log
-    mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-    trap mps_off EXIT
-    # the probe's CUDA context starts the MPS server; no server listed means the client went around it
-    if nvidia-cuda-mps-control -d >> "$LOG" 2>&1 && timeout -k 10 60 "$PY" -c \
-        "import torch; x = torch.randn(512, 512, device='cuda'); assert torch.isfinite(x @ x).all()" >> "$LOG" 2>&1 \
-        && SERVER=$(echo get_server_list | timeout 10 nvidia-cuda-mps-control 2>> "$LOG") && [ -n "$SERVER" ]; then
-      say "MPS on (server $SERVER, $CUDA_MPS_PIPE_DIRECTORY)"
-    else
-      mps_off; say "MPS did not start: the processes time-share the GPU"
-    fi
-  else
-    say "no nvidia-cuda-mps-control here: the processes time-share the GPU"
-  fi
+  mps_on || true
 fi
 # 3. a smoke run: fail in seconds, not minutes, if something is off
 smoke() {
