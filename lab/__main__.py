@@ -84,7 +84,7 @@ def _add_sample(sub) -> None:
 def _add_grid(sub) -> None:
     from lab.grid import add_arguments
     add_arguments(sub.add_parser("grid", help="Table 1: train, resume and collect the 72-model grid",
-                                 description="Table 1's grid (lab.grid): list, run, collect, pack, restore."))
+                                 description="Table 1's grid (lab.grid): list, run, collect, pack, restore, keep, adopt, rates."))
 
 
 def _grid(args) -> int:

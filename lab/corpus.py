@@ -82,7 +82,7 @@ def read_text(path: str | os.PathLike) -> str:
     if path.is_dir():
         raise CorpusError(f"{path} is a folder, not a text file: name the .txt file inside it")
     data = path.read_bytes()
-    if path.suffix == ".xz":  # a corpus kept compressed (xz -k NAME.txt): about a fifth of the bytes
+    if path.suffix == ".xz":  # a corpus kept compressed (xz -k NAME.txt): a quarter to a fifth of the bytes
         import lzma
         try:
             data = lzma.decompress(data)

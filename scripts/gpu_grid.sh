@@ -2,7 +2,7 @@
 # Train Table 1's grid (lab.grid, 72 models) on a lent GPU machine, resumably across short sessions.
 #
 # Usage: bash scripts/gpu_grid.sh DATA OUT BUDGET [PARALLEL]
-#   DATA      folder holding war_and_peace.txt and linux_kernel.txt
+#   DATA      folder holding war_and_peace.txt and linux_kernel.txt (or NAME.txt.xz)
 #   OUT       where device_log.txt and the archive parts go (the device tool's $OUT)
 #   BUDGET    wall seconds for this whole script; keep it under the command's limit (e.g. 540 of 600)
 #   PARALLEL  training processes sharing the GPU (default 8); ROW512=N caps them while 512-row runs
@@ -15,15 +15,15 @@
 #   MPS=0     no CUDA Multi-Process Service (default: started when the tool is there, see step 2)
 #   TINY=1    the same flow on the CPU at toy size (~1 minute): rows 64, LSTM and GRU, 1-2 layers, 2 short epochs
 #
-# A session, from the repository root here (".gpu/" is git-ignored; carry it):
-#   git rev-parse HEAD > .gpu/commit; mkdir -p .gpu/data && xz -9 -c $VURN_DATA/war_and_peace.txt > .gpu/data/war_and_peace.txt.xz
-#   (and linux_kernel.txt the same way: lab.corpus reads NAME.txt.xz, 2 MiB for both instead of 9)
-#   rm -rf .gpu/grid-prev && mkdir -p .gpu/grid-prev && cp PREVIOUS_FILES_AT/grid-state.tgz.part-* .gpu/grid-prev/
+# A session: scripts/gpu_session.sh runs this after the trace benchmark; scripts/gpu_prepare.sh fills
+# .gpu/ here before the call (commit, xz corpora, the state packed from the local runs/grid), and
+# scripts/gpu_collect.sh FILES_AT folds the returned files into runs/grid after it. By hand:
 #   device run, timeout_s 600, carry [".gpu/data", ".gpu/grid-prev", ".gpu/commit"]:
-#     bash scripts/gpu_grid.sh .gpu/data $OUT 540 8
-# Only grid-state parts need to travel to the next session; keep every session's files locally, then
-#   python -m lab grid restore grid SESSION1_FILES SESSION2_FILES ...   (oldest first)
-#   python -m lab grid collect grid --results results/table1            (table1.csv, curves/, blocks)
+#     bash scripts/gpu_grid.sh .gpu/data $OUT 540 12
+# Only grid-state parts need to travel to the next session; keep every session's files locally
+# (runs/grid-sessions/NAME), then
+#   python -m lab grid restore runs/grid runs/grid-sessions/NAME     (a run finished here is kept)
+#   python -m lab grid collect runs/grid --results results/table1    (table1.csv, curves/, blocks)
 set -uo pipefail
 DATA=$1 OUT=$2 BUDGET=$3 PARALLEL=${4:-8}
 START=$(date +%s)
