@@ -226,11 +226,15 @@ def _carry_bytes(run_dir: Path, run: "GridRun | None") -> int:
     return max(have, 12 * run.params + 2 ** 20 if run is not None else 0)
 
 
-def _planned_runs(out_dir: Path) -> dict[str, dict]:
-    """Each run as the grid's sessions planned it (``grid_log.jsonl``; the latest session wins)."""
+def _sessions(out_dir: Path) -> list[dict]:
+    """The grid's session records (``grid_log.jsonl``), oldest first."""
     log = Path(out_dir) / "grid_log.jsonl"
-    sessions = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
-    return {r["name"]: r for s in sessions for r in s.get("runs", [])}
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+
+
+def _planned_runs(out_dir: Path) -> dict[str, dict]:
+    """Each run as the grid's sessions planned it (the latest session wins)."""
+    return {r["name"]: r for s in _sessions(out_dir) for r in s.get("runs", [])}
 
 
 def _read_json(path: Path, default=None):
@@ -730,8 +734,7 @@ def collect(out_dir, results_dir="results", *, device=None, data_dir=None, resco
     out_dir = Path(out_dir)
     if not (out_dir / "runs").is_dir():
         raise ValueError(f"{out_dir} holds no grid (no runs folder): run `python -m lab grid run {out_dir}` first")
-    sessions = [json.loads(line) for line in (out_dir / "grid_log.jsonl").read_text().splitlines() if line.strip()] \
-        if (out_dir / "grid_log.jsonl").exists() else []
+    sessions = _sessions(out_dir)
     planned = _planned_runs(out_dir)
     order = {name: i for i, name in enumerate(planned)}
     folders = sorted(_run_folders(out_dir), key=lambda p: (order.get(p.name, len(order)), p.name))
@@ -814,9 +817,7 @@ def launch_rates(out_dir) -> "pd.DataFrame":
     """
     import pandas as pd
     out_dir = Path(out_dir)
-    sessions = []
-    if (out_dir / "grid_log.jsonl").exists():
-        sessions = [json.loads(x) for x in (out_dir / "grid_log.jsonl").read_text().splitlines() if x.strip()]
+    sessions = _sessions(out_dir)
     rows = []
     for run in _run_folders(out_dir):
         launches = _read_json(run / "grid.json", {}).get("launches", [])
