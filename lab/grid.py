@@ -1079,7 +1079,7 @@ def adopt(out_dir, name: str, checkpoint, curve, *, wall_s: float | None = None,
 
     from lab.checkpoint import check_corpus
     from lab.corpus import load_corpus
-    from lab.train import TrainConfig
+    from lab.train import TrainConfig, run_summary
     out_dir, checkpoint, curve = Path(out_dir), Path(checkpoint), Path(curve)
     run_dir = out_dir / "runs" / name
     if run_state(run_dir) != "new" or (run_dir / "metrics.jsonl").exists():
@@ -1141,14 +1141,10 @@ def adopt(out_dir, name: str, checkpoint, curve, *, wall_s: float | None = None,
             "device": meta.get("device"), "steps": int(rows.step.iloc[-1]), "adopted": True}],
             "wall_s": wall, "failed": False, "error": None, "adopted": source})
         score = score_run(staging, data_dir=data_dir)
-        model = meta["model_config"]
-        summary = {"finished": True, "corpus": meta["corpus"], "kind": want["kind"], "layers": want["layers"],
-                   "row": want["row"], "width": model["width"], "dropout": want["dropout"],
-                   "params": count_parameters(ModelConfig.from_dict(model)), "epochs": want["epochs"],
-                   "best_epoch": meta["epoch"], "val_loss": meta.get("val_loss"), "test_loss": score["test_loss"],
-                   "elapsed_s": wall if wall is not None else meta.get("elapsed_s"),
-                   "best_elapsed_s": meta.get("elapsed_s"), "device": meta.get("device"),
-                   "code_commit": meta.get("code_commit"), "adopted": source}
+        summary = {**run_summary(TrainConfig.from_dict(want), meta, corpus=meta["corpus"], epochs=want["epochs"],
+                                 test_loss=score["test_loss"], elapsed_s=wall if wall is not None else meta.get("elapsed_s"),
+                                 device=meta.get("device"), commit=meta.get("code_commit")),
+                   "best_elapsed_s": meta.get("elapsed_s"), "adopted": source}
         _write_json(staging / "summary.json", summary)
         if run_dir.exists():
             run_dir.rmdir()   # an empty folder only (checked above: nothing of a run is there)

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from lab.checkpoint import (CheckpointError, atomic_write, check_corpus, code_commit, load_checkpoint,
                             save_checkpoint)
 from lab.corpus import Corpus, load_corpus
-from lab.models import CharRNN, ModelConfig, detach_state, width_for
+from lab.models import CharRNN, ModelConfig, count_parameters, detach_state, width_for
 
 
 class TrainingDiverged(RuntimeError):
@@ -406,18 +406,33 @@ class Trainer:
         model = CharRNN(ModelConfig.from_dict(meta["model_config"])).to(self.device)
         model.load_state_dict(tensors)
         test = evaluate(model, self.corpus.split_ids("test"))
-        summary = {
-            "finished": True, "corpus": self.corpus.name, "kind": self.cfg.kind, "layers": self.cfg.layers,
-            "row": self.cfg.row, "width": model.cfg.width, "dropout": self.cfg.dropout,
-            "params": sum(p.numel() for p in model.parameters()), "epochs": self.epoch,
-            "best_epoch": meta["epoch"], "val_loss": meta["val_loss"], "test_loss": test,
-            "elapsed_s": round(self.elapsed, 1), "device": _device_name(self.device),
-            "code_commit": code_commit(),
-        }
+        summary = run_summary(self.cfg, meta, corpus=self.corpus.name, epochs=self.epoch, test_loss=test,
+                              elapsed_s=self.elapsed, device=_device_name(self.device), commit=code_commit())
         meta["test_loss"] = test
         save_checkpoint(best, tensors, meta)
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
+
+
+def run_summary(cfg: TrainConfig, best_meta: dict, *, corpus: str, epochs: int, test_loss: float,
+                elapsed_s: float | None, device: str | None, commit: str | None) -> dict:
+    """What ``summary.json`` holds once a run has finished (the grid and Table 1 read it).
+
+    ``best_meta`` is the best checkpoint's metadata (its epoch, validation loss, model shape).
+
+        >>> meta = {"epoch": 3, "val_loss": 1.5, "model_config": {"kind": "lstm", "layers": 1, "width": 8,
+        ...                                                       "vocab_size": 5, "dropout": 0.0}}
+        >>> s = run_summary(TrainConfig(), meta, corpus="toy", epochs=4, test_loss=1.6, elapsed_s=9.87,
+        ...                 device="cpu", commit="abc")
+        >>> s["width"], s["params"], s["best_epoch"], s["elapsed_s"]
+        (8, 525, 3, 9.9)
+    """
+    model = ModelConfig.from_dict(best_meta["model_config"])
+    return {"finished": True, "corpus": corpus, "kind": cfg.kind, "layers": cfg.layers, "row": cfg.row,
+            "width": model.width, "dropout": cfg.dropout, "params": count_parameters(model), "epochs": epochs,
+            "best_epoch": best_meta["epoch"], "val_loss": best_meta.get("val_loss"), "test_loss": test_loss,
+            "elapsed_s": None if elapsed_s is None else round(elapsed_s, 1), "device": device,
+            "code_commit": commit}
 
 
 def _device_name(device: torch.device) -> str:
