@@ -958,6 +958,12 @@ def pack(out_dir, dest, *, part_bytes: int = PART_BYTES, max_parts: int = 7, max
             "unfinished": [r.name for r in runs if run_state(r) != "finished"], "warnings": warnings}
 
 
+def _member_run(name: str) -> str | None:
+    """The run a file of a grid archive belongs to (``runs/NAME/...``), or None."""
+    parts = Path(name).parts
+    return parts[1] if len(parts) >= 3 and parts[0] == "runs" else None
+
+
 def restore(out_dir, sources: Sequence) -> dict:
     """Unpack :func:`pack`'s archives into ``out_dir``, in the order given (later wins), except
     that a run finished in ``out_dir`` is not overwritten by an archive where it is unfinished
@@ -991,13 +997,12 @@ def restore(out_dir, sources: Sequence) -> dict:
                     raise ValueError(f"{parts[0]} holds an unsafe member {m.name!r}: not unpacked")
             # a run finished here (on this machine, or adopted) is not overwritten by an archive
             # in which it is unfinished: a session that started before it finished trained it too
-            finished_there = {Path(m.name).parts[1] for m in members if len(Path(m.name).parts) == 3
-                              and Path(m.name).parts[0] == "runs" and Path(m.name).name == "summary.json"
+            run_of = {m.name: _member_run(m.name) for m in members}
+            finished_there = {run_of[m.name] for m in members if run_of[m.name] and m.name.endswith("/summary.json")
                               and json.loads(tar.extractfile(m).read() or b"{}").get("finished")}
             skip = {p.name for p in _run_folders(out_dir) if run_state(p) == "finished"} - finished_there
-            mine = [m for m in members if not (len(Path(m.name).parts) >= 2 and Path(m.name).parts[0] == "runs"
-                                               and Path(m.name).parts[1] in skip)]
-            kept_local |= {Path(m.name).parts[1] for m in members if m not in mine}
+            mine = [m for m in members if run_of[m.name] not in skip]
+            kept_local |= {run_of[m.name] for m in members} & skip
             if hasattr(tarfile, "data_filter"):
                 tar.extractall(out_dir, members=mine, filter="data")
             else:  # pragma: no cover - Python before 3.11.4
