@@ -884,7 +884,8 @@ def _half_copy(best: Path, into: Path) -> Path:
     return target
 
 
-def pack(out_dir, dest, *, part_bytes: int = PART_BYTES, max_parts: int = 7, max_bytes: int = 60 * 2 ** 20) -> dict:
+def pack(out_dir, dest, *, part_bytes: int = PART_BYTES, max_parts: int = 7, max_bytes: int = 60 * 2 ** 20,
+         state_only: bool = False) -> dict:
     """Archive a grid folder for the trip back from a GPU session, in ``part_bytes`` parts.
 
     ``grid-state.tgz.part-*``: what the next session needs to go on (every run's
@@ -894,6 +895,7 @@ def pack(out_dir, dest, *, part_bytes: int = PART_BYTES, max_parts: int = 7, max
     first while they fit ``max_parts`` and ``max_bytes`` together, then float16
     copies (``best-f16.safetensors``); what still does not fit is listed as left out.
     Both are plain ``tar.gz`` streams cut into pieces: ``cat X.part-* | tar xz``.
+    ``state_only``: the state alone (what goes *to* a session; ``scripts/gpu_prepare.sh``).
     """
     out_dir, dest = Path(out_dir), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -906,7 +908,7 @@ def pack(out_dir, dest, *, part_bytes: int = PART_BYTES, max_parts: int = 7, max
     for run in runs:
         if run_state(run) == "finished":
             state += [run / f for f in small if (run / f).is_file()]
-            if run.name not in restored:
+            if run.name not in restored and not state_only:
                 done_text += [run / f for f in (*small, "metrics.jsonl", "train.log") if (run / f).is_file()]
                 if (run / "best.safetensors").is_file():
                     done_weights.append(run / "best.safetensors")
@@ -1219,6 +1221,7 @@ def add_arguments(p) -> None:
     q.add_argument("dest", help="folder for the grid-state and grid-done parts")
     q.add_argument("--max-parts", type=int, default=7, help="at most this many part files in all")
     q.add_argument("--max-mib", type=float, default=60.0, help="at most this many MiB in all")
+    q.add_argument("--state-only", action="store_true", help="the state alone, no finished runs' weights")
     q = sub.add_parser("restore", help="unpack archives of earlier sessions into a grid folder, oldest first")
     q.add_argument("out", help="grid folder to unpack into")
     q.add_argument("sources", nargs="+", help="folders holding *.tgz.part-* files, oldest session first")
@@ -1275,8 +1278,8 @@ def main(args) -> int:
                       "test_loss_se", "paper_test_loss", "wall_s"]].to_string(index=False))
         return 0
     if args.grid_command == "pack":
-        print(json.dumps(pack(args.out, args.dest, max_parts=args.max_parts, max_bytes=int(args.max_mib * 2 ** 20)),
-                         indent=1))
+        print(json.dumps(pack(args.out, args.dest, max_parts=args.max_parts, max_bytes=int(args.max_mib * 2 ** 20),
+                              state_only=args.state_only), indent=1))
         return 0
     if args.grid_command == "rates":
         rates = launch_rates(args.out)

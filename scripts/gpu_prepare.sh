@@ -21,7 +21,7 @@ for name in war_and_peace linux_kernel; do
 done
 if [ -d "$GRID/runs" ]; then
   rm -rf .gpu/grid-prev /tmp/vurn-gpu-pack && mkdir -p .gpu/grid-prev
-  "$PY" -m lab grid pack "$GRID" /tmp/vurn-gpu-pack > /tmp/vurn-gpu-pack.json
+  "$PY" -m lab grid pack "$GRID" /tmp/vurn-gpu-pack --state-only > /dev/null
   mv /tmp/vurn-gpu-pack/grid-state.tgz.part-* .gpu/grid-prev/ && rm -rf /tmp/vurn-gpu-pack
 fi
 # what the device call sends: tracked and untracked-not-ignored files, and the carried paths

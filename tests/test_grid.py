@@ -291,6 +291,9 @@ def test_pack_and_restore_a_finished_grid(done, tmp_path):
     assert list(a["test_loss"]) == list(b["test_loss"]) and list(a["test_loss_se"]) == list(b["test_loss_se"])
     again = pack(tmp_path / "local", tmp_path / "trip2")   # nothing finished since the restore
     assert not again["done_parts"] and again["state_parts"]
+    going = pack(done["out"], tmp_path / "going", state_only=True)   # to a session: no weights of finished runs
+    assert going["state_parts"] and not going["done_parts"] and not going["best_weights"]
+    assert sorted(p.name for p in (tmp_path / "going").iterdir()) == going["state_parts"]
     state_only = restore(tmp_path / "device", [tmp_path / "trip2"])  # a later session needs only the state
     assert sorted(state_only["finished"]) == sorted(restored["finished"])
     assert not list((tmp_path / "device").rglob("*.safetensors"))
