@@ -1,9 +1,9 @@
 """A pytest harness for browser tests: JupyterLab on localhost, driven by headless Chromium.
 
-Import the fixtures and helpers you use into the test module (pytest finds fixtures
-that a module imports)::
+Its fixtures reach every test module through ``pytest_plugins`` in ``tests/conftest.py``;
+import the helpers you use::
 
-    from tests.browser import jupyter_lab, chromium, page, run_notebook  # noqa: F401
+    from tests.browser import run_notebook
 
     @pytest.mark.browser
     def test_tour(page):

@@ -11,6 +11,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `pytest` without an installed vurn still imports lab
     sys.path.insert(0, str(ROOT))
 
+# The browser tests' fixtures (jupyter_lab, chromium, page, shots), shared by every
+# tests/test_browser_*.py; module-scoped ones still start once per test module.
+pytest_plugins = ["tests.browser"]
+
 
 def _closed_port() -> int:
     with socket.socket() as s:

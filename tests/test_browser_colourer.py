@@ -20,15 +20,11 @@ import time
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.browser import (  # noqa: F401
+from tests.browser import (
     ROOT,
-    chromium,
-    jupyter_lab,
     needs_corpora,
-    page,
     run_cell,
     run_notebook,
-    shots,
     write_notebook,
 )
 

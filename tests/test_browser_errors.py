@@ -12,15 +12,11 @@ from __future__ import annotations
 import re
 import time
 
-from tests.browser import (  # noqa: F401
+from tests.browser import (
     ROOT,
-    chromium,
-    jupyter_lab,
     needs_corpora,
-    page,
     run_cell,
     run_notebook,
-    shots,
     write_notebook,
 )
 

@@ -13,15 +13,11 @@ from __future__ import annotations
 import re
 import time
 
-from tests.browser import (  # noqa: F401
+from tests.browser import (
     bokeh_point,
-    chromium,
-    jupyter_lab,
     needs_corpora,
-    page,
     run_cell,
     run_notebook,
-    shots,
     wait_for_plots,
     write_notebook,
 )

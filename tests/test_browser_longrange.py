@@ -8,14 +8,10 @@ chart. Screenshots go to a temporary folder (``$VURN_SCREENSHOTS`` if set).
 """
 from __future__ import annotations
 
-from tests.browser import (  # noqa: F401
+from tests.browser import (
     bokeh_point,
-    chromium,
-    jupyter_lab,
     needs_corpora,
-    page,
     run_notebook,
-    shots,
     wait_for_plots,
 )
 

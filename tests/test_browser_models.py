@@ -21,16 +21,12 @@ import re
 import shutil
 import time
 
-from tests.browser import (  # noqa: F401
+from tests.browser import (
     ROOT,
     bokeh_point,
-    chromium,
-    jupyter_lab,
     needs_corpora,
-    page,
     run_cell,
     run_notebook,
-    shots,
     wait_for_plots,
     write_notebook,
 )
