@@ -220,7 +220,12 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def correlation(values: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Pearson correlation of every column of ``values`` (T, U) with ``target`` (T,); 0 for constant columns."""
+    """Pearson correlation of every column of ``values`` (T, U) with ``target`` (T,); 0 for constant columns.
+
+    >>> values = np.array([[1.0, 3.0, 5.0], [2.0, 2.0, 5.0], [3.0, 1.0, 5.0]])
+    >>> correlation(values, np.array([1.0, 2.0, 3.0])).round(3).tolist()
+    [1.0, -1.0, 0.0]
+    """
     v = np.asarray(values, dtype=np.float64)
     v = v[:, None] if v.ndim == 1 else v
     t = np.asarray(target, dtype=np.float64)
@@ -237,6 +242,14 @@ def rank_units(values: np.ndarray, hypothesis: np.ndarray, method: str | None = 
 
     ``method`` is ``auc`` (default for boolean hypotheses) or ``corr``. ``score`` is the
     AUC or r itself; ``strength`` is |AUC - 0.5| * 2 or |r|, which the order follows.
+
+    >>> values = np.array([[0.1, 0.0], [0.2, 0.5], [0.3, 0.1], [0.4, 0.9]])      # (T, units)
+    >>> rank_units(values, np.array([False, True, False, True]))                 # a boolean: AUC
+       unit  score  strength method
+    0     1   1.00       1.0    auc
+    1     0   0.75       0.5    auc
+    >>> rank_units(values, np.arange(4)).unit.tolist()                           # a quantity: r
+    [0, 1]
     """
     hypothesis = np.asarray(hypothesis)
     if len(hypothesis) != len(values):
@@ -259,6 +272,14 @@ def rank_trace(trace, hypothesis: str | Callable[[str], np.ndarray] | np.ndarray
     """Rank the units of every layer of a trace against a hypothesis (a name, a function or an array).
 
     The last character is left out: hypotheses about "what comes next" have no answer there.
+
+    >>> from lab import Session
+    >>> tr = Session.load("war_and_peace_lstm", device="cpu").trace('He said "yes" and "no" twice.')
+    >>> rank_trace(tr, "inside_quotes").head(3).round(3)       # unit 283 of layer 1: a quote cell
+       layer  unit  score  strength method
+    0      1   283  0.000     1.000    auc
+    1      0   188  0.035     0.930    auc
+    2      1   195  0.058     0.883    auc
     """
     if isinstance(hypothesis, str):
         if hypothesis not in HYPOTHESES:
@@ -402,6 +423,12 @@ class SpanQuery:
     ``precision`` / ``recall`` compare the matched characters with it, and
     ``span_precision`` / ``span_recall`` count matches and the hypothesis's own runs
     that overlap each other.
+
+    >>> from lab import Session
+    >>> tr = Session.load("war_and_peace_lstm", device="cpu").trace('He said "yes" and "no" twice.')
+    >>> q = query_span(tr, (8, 13))                        # select '"yes"'
+    >>> q.units[["layer", "unit", "sign"]].values.tolist(), q.hypothesis
+    ([[1, 283, -1], [1, 246, 1], [0, 161, -1]], 'inside_quotes')
     """
 
     span: tuple[int, int]
@@ -436,11 +463,13 @@ def query_span(trace, span, *, what: str = "cell", layers=None, margin: int | No
     ``extra_hypotheses``) that best agrees with the selection, if one agrees on at least
     90% of the span and its margin, else none.
 
-        >>> from lab import Session                                      # doctest: +SKIP
-        >>> tr = Session.load("war_and_peace_lstm").trace('He said "yes" and "no" twice.')  # doctest: +SKIP
-        >>> q = query_span(tr, (8, 13))                                  # doctest: +SKIP
-        >>> q.hypothesis, q.matches[["start", "end"]].values.tolist()   # doctest: +SKIP
-        ('inside_quotes', [[8, 13], [18, 22]])
+    >>> from lab import Session
+    >>> tr = Session.load("war_and_peace_lstm", device="cpu").trace('He said "yes" and "no" twice.')
+    >>> q = query_span(tr, (8, 13))                        # select '"yes"': where else are its units on?
+    >>> q
+    SpanQuery(span (8, 13), 3 units on at >= 0.03, 4 matches; against inside_quotes: precision 0.53, recall 0.89)
+    >>> q.matches[["start", "end", "text"]].values.tolist()
+    [[0, 2, 'He'], [8, 13, '"yes"'], [19, 23, 'no" '], [25, 29, 'ice.']]
     """
     start, end = _check_span(span, len(trace.text))
     layers = range(trace.n_layers) if layers is None else list(layers)

@@ -31,7 +31,12 @@ FORMAT = "vurn-checkpoint-1"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint is missing, damaged, or does not fit what it is used with."""
+    """A checkpoint is missing, damaged, or does not fit what it is used with.
+
+    >>> try: load_checkpoint("/nonexistent/last.safetensors")
+    ... except CheckpointError as e: print(e)
+    checkpoint /nonexistent/last.safetensors does not exist: check the path or the run folder
+    """
 
 
 def _digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -44,7 +49,17 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` then move the result over ``path`` in one step."""
+    """Call ``write(tmp_path)`` then move the result over ``path`` in one step.
+
+    The temporary file is beside ``path`` (missing folders are made); if ``write``
+    fails it is removed and ``path`` is left as it was.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "new" / "notes.txt"
+    >>> atomic_write(p, lambda tmp: pathlib.Path(tmp).write_text("done\\n"))
+    >>> p.read_text(), [f.name for f in p.parent.iterdir()]     # no temporary file left
+    ('done\\n', ['notes.txt'])
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -63,14 +78,37 @@ def atomic_write(path: str | os.PathLike, write) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Write tensors and a JSON-able ``meta`` dict atomically to ``path``."""
+    """Write tensors and a JSON-able ``meta`` dict atomically to ``path``.
+
+    The metadata gains ``format`` and ``tensors_sha256`` (the digest that loading checks).
+
+    >>> import tempfile, pathlib, torch
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "w.safetensors"
+    >>> save_checkpoint(p, {"w": torch.zeros(2, 3)}, {"epoch": 1})
+    >>> meta = load_checkpoint(p)[1]
+    >>> sorted(meta), meta["format"]
+    (['epoch', 'format', 'tensors_sha256'], 'vurn-checkpoint-1')
+    """
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     header = {**meta, "format": FORMAT, "tensors_sha256": _digest(tensors)}  # never a stale digest
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"vurn": json.dumps(header)}))
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Read ``(tensors, meta)``; refuse missing, truncated, altered or foreign files."""
+    """Read ``(tensors, meta)``; refuse missing, truncated, altered or foreign files.
+
+    >>> import tempfile, pathlib, torch
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "w.safetensors"
+    >>> save_checkpoint(p, {"w": torch.arange(3.0)}, {"epoch": 2})
+    >>> tensors, meta = load_checkpoint(p)
+    >>> tensors["w"].tolist(), meta["epoch"]
+    ([0.0, 1.0, 2.0], 2)
+    >>> data = bytearray(p.read_bytes()); data[-1] ^= 1; _ = p.write_bytes(data)   # flip one bit
+    >>> try: load_checkpoint(p)
+    ... except CheckpointError as e: print(e)
+    /.../w.safetensors was altered after it was written (its weights do not match the sha256
+    in its metadata): it cannot be trusted; use another checkpoint
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: check the path or the run folder")
@@ -101,6 +139,16 @@ def check_corpus(meta: dict, corpus, source: str | os.PathLike = "the checkpoint
     """Refuse a corpus that a checkpoint was not trained on: another vocabulary or another text.
 
     ``meta`` is a checkpoint's metadata, ``corpus`` a :class:`lab.corpus.Corpus`.
+
+    >>> from lab.corpus import Corpus
+    >>> toy = Corpus.from_text("toy", "abc")
+    >>> meta = {"corpus": "toy", "corpus_sha256": toy.sha256, "vocab": "abc"}
+    >>> check_corpus(meta, toy)                               # the same corpus: no error
+    >>> try: check_corpus(meta, Corpus.from_text("other", "abd"))
+    ... except CheckpointError as e: print(e)
+    the checkpoint was trained on corpus 'toy' (sha256 ba7816bf8f01...), whose vocabulary differs
+    from that of corpus 'other' (sha256 a52d159f262b...) (characters in one but not the other:
+    'c', 'd'): use the corpus the model was trained on
     """
     trained = f"{meta.get('corpus')!r} (sha256 {str(meta.get('corpus_sha256'))[:12]}...)"
     given = f"{corpus.name!r} (sha256 {corpus.sha256[:12]}...)"
@@ -121,6 +169,12 @@ def code_commit() -> str:
 
     ``VURN_COMMIT``, when set, wins: a copy of the tree on another machine (a lent GPU)
     can carry a stale ``.git``, and the script that sent it knows the commit.
+
+    >>> import os
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"VURN_COMMIT": "0123abc"}):
+    ...     code_commit()
+    '0123abc'
     """
     if os.environ.get("VURN_COMMIT"):
         return os.environ["VURN_COMMIT"]

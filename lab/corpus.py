@@ -24,12 +24,22 @@ SPLITS = ("train", "val", "test")
 
 
 class CorpusError(ValueError):
-    """A corpus could not be found, read or used; the message says what to do."""
+    """A corpus could not be found, read or used; the message says what to do.
+
+    >>> try: load_corpus("shakespeare")
+    ... except CorpusError as e: print(e)
+    unknown corpus 'shakespeare': use one of war_and_peace, linux_kernel or a path to a UTF-8 text file
+    """
 
 
 @dataclass(frozen=True)
 class KnownCorpus:
-    """A corpus of the paper: its file name, its splits and the sha256 of its text."""
+    """A corpus of the paper: its file name, its splits and the sha256 of its text.
+
+    >>> wp = KNOWN["war_and_peace"]
+    >>> wp.filename, wp.splits, wp.chars
+    ('war_and_peace.txt', (0.8, 0.1, 0.1), 3196214)
+    """
 
     name: str
     filename: str
@@ -101,7 +111,14 @@ def read_text(path: str | os.PathLike) -> str:
 
 @dataclass(frozen=True)
 class Corpus:
-    """A text with its vocabulary and contiguous train/val/test splits."""
+    """A text with its vocabulary and contiguous train/val/test splits.
+
+    >>> c = Corpus.from_text("toy", "hello world\\n" * 10)
+    >>> len(c.text), "".join(c.vocab)
+    (120, '\\n dehlorw')
+    >>> [len(c.split(s)) for s in ("train", "val", "test")]
+    [96, 12, 12]
+    """
 
     name: str
     text: str = field(repr=False)
@@ -137,7 +154,11 @@ class Corpus:
 
     @property
     def sha256(self) -> str:
-        """sha256 of the whole text (computed once)."""
+        """sha256 of the whole text (computed once).
+
+        >>> Corpus.from_text("t", "abc").sha256[:16]
+        'ba7816bf8f01cfea'
+        """
         cached = self.__dict__.get("_sha256")
         if cached is None:
             cached = sha256_text(self.text)
@@ -146,6 +167,11 @@ class Corpus:
 
     @property
     def index(self) -> dict[str, int]:
+        """Character to vocabulary index (computed once).
+
+        >>> Corpus.from_text("t", "cab").index
+        {'a': 0, 'b': 1, 'c': 2}
+        """
         cached = self.__dict__.get("_index")
         if cached is None:
             cached = {ch: i for i, ch in enumerate(self.vocab)}
@@ -166,7 +192,12 @@ class Corpus:
         return {"train": (0, a), "val": (a, b), "test": (b, n)}[split]
 
     def split(self, split: str) -> str:
-        """The text of one split: 'train', 'val' or 'test'."""
+        """The text of one split: 'train', 'val' or 'test'.
+
+        >>> c = Corpus.from_text("t", "abcdefghij")
+        >>> c.split("train"), c.split("val"), c.split("test")
+        ('abcdefgh', 'i', 'j')
+        """
         a, b = self.bounds(split)
         return self.text[a:b]
 
@@ -183,13 +214,23 @@ class Corpus:
                             "Remove or replace them, or use a model trained on a corpus that has them.")
 
     def decode(self, ids) -> str:
-        """Vocabulary indices (any iterable of ints or a tensor) back to text."""
+        """Vocabulary indices (any iterable of ints or a tensor) back to text.
+
+        >>> c = Corpus.from_text("t", "abc")
+        >>> c.decode([2, 0, 1]), c.decode(c.encode("abba"))
+        ('cab', 'abba')
+        """
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
         return "".join(self.vocab[i] for i in ids)
 
     def split_ids(self, split: str) -> torch.Tensor:
-        """One split, encoded (cached: the whole text is encoded once)."""
+        """One split, encoded (cached: the whole text is encoded once).
+
+        >>> c = Corpus.from_text("t", "abcabcabca")
+        >>> c.split_ids("train").tolist(), c.split_ids("test").tolist()
+        ([0, 1, 2, 0, 1, 2, 0, 1], [0])
+        """
         ids = self.__dict__.get("_ids")
         if ids is None:
             ids = self.encode(self.text)
@@ -217,6 +258,11 @@ def find_corpus_file(name: str, data_dir: str | os.PathLike | None = None) -> Pa
 
     Looks in ``data_dir``, then ``$VURN_DATA``, then the user cache, for the text or the
     text compressed with xz (``war_and_peace.txt.xz``).
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "war_and_peace.txt.xz").write_bytes(b"")
+    >>> find_corpus_file("war_and_peace", data_dir=d).name
+    'war_and_peace.txt.xz'
     """
     known = KNOWN[name]
     for folder in (data_dir, os.environ.get("VURN_DATA"), cache_dir()):
@@ -229,6 +275,16 @@ def find_corpus_file(name: str, data_dir: str | os.PathLike | None = None) -> Pa
 def load_corpus(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None,
                 download: bool = True) -> Corpus:
     """A corpus of the paper by name (``war_and_peace``, ``linux_kernel``) or any UTF-8 file.
+
+    A file is a corpus with the default splits (0.8, 0.1, 0.1), named after the file:
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "poem.txt"; _ = p.write_text("roses are red\\n" * 5)
+    >>> c = load_corpus(p)
+    >>> c.name, len(c.text), c.split("test")
+    ('poem', 70, 're red\\n')
+
+    A known corpus is found (or downloaded) and verified:
 
     >>> c = load_corpus("war_and_peace")            # doctest: +SKIP
     >>> len(c.text), c.splits                        # doctest: +SKIP

@@ -49,11 +49,32 @@ _END_LINE = re.compile(r"\n[ \t]*End of (?:the |this )?Project Gutenberg[^\n]*\s
 
 
 class DownloadError(CorpusError):
-    """A download failed or was cut short; nothing was left behind."""
+    """A download failed or was cut short; nothing was left behind.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> try: download("file:///nonexistent/pg2600.txt", d / "pg2600.txt", progress=False)
+    ... except DownloadError as e: print(e)
+    could not download file:///nonexistent/pg2600.txt: cannot reach ... Check your connection
+    or proxy, or download the file yourself and pass it as source=...
+    >>> list(d.iterdir())                                        # no partial file left
+    []
+    """
 
 
 class VerificationError(CorpusError):
-    """A built corpus does not hash to the verified copy; nothing was kept."""
+    """A built corpus does not hash to the verified copy; nothing was kept.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()); src = d / "pg2600.txt"
+    >>> _ = src.write_text("Well, Prince, so Genoa and Lucca are now just family estates.\\n")
+    >>> try: fetch_corpus("war_and_peace", dest_dir=d / "out", source=src)
+    ... except VerificationError as e: print(e)
+    the war_and_peace text built from /.../pg2600.txt is not the verified copy: sha256 6c591a3f...
+    (62 chars), expected e9d70cc7... (3,196,214 chars); nothing was written. ...
+    >>> (d / "out").exists()
+    False
+    """
 
 
 def download(url: str, dest: str | os.PathLike, *, progress: bool = True, timeout: float = 60.0,
@@ -67,6 +88,14 @@ def download(url: str, dest: str | os.PathLike, *, progress: bool = True, timeou
 
     >>> download("https://www.gutenberg.org/cache/epub/2600/pg2600.txt", "/tmp/pg2600.txt")  # doctest: +SKIP
     PosixPath('/tmp/pg2600.txt')
+
+    Any URL that ``urllib`` opens will do, a local ``file://`` one too:
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "book.txt").write_text("Chapter 1\\n")
+    >>> out = download((d / "book.txt").as_uri(), d / "copy" / "book.txt", progress=False)
+    >>> out.relative_to(d).as_posix(), out.read_text()
+    ('copy/book.txt', 'Chapter 1\\n')
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -266,6 +295,17 @@ def fetch_corpus(name: str, dest_dir: str | os.PathLike | None = None, url: str 
     text is kept as a custom corpus, ``<name>-unverified.txt``, so that
     ``load_corpus(name)`` never finds it; load it with
     ``Corpus.from_file(path, splits=...)``.
+
+    Built offline from a local Gutenberg file (here a tiny stand-in, so not the verified
+    text: ``verify=False`` keeps it under another name):
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()); src = d / "pg2600.txt"
+    >>> _ = src.write_text("header\\n*** START OF THE PROJECT GUTENBERG EBOOK WAR AND PEACE ***\\n\\n"
+    ...                    "Well, Prince.\\n\\n*** END OF THE PROJECT GUTENBERG EBOOK WAR AND PEACE ***\\n")
+    >>> path = fetch_corpus("war_and_peace", dest_dir=d / "out", source=src, verify=False)
+    >>> path.name, path.read_text()
+    ('war_and_peace-unverified.txt', 'Well, Prince.\\n')
 
     >>> fetch_corpus("war_and_peace")                                    # doctest: +SKIP
     PosixPath('/home/me/.cache/vurn/war_and_peace.txt')

@@ -27,14 +27,28 @@ _STEP = re.compile(r"step-(\d+)\.safetensors$")
 
 
 def symmetric_kl(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of KL(p || q) + KL(q || p), for log-probabilities (N, V)."""
+    """Mean over rows of KL(p || q) + KL(q || p), for log-probabilities (N, V).
+
+    >>> p, q = torch.tensor([[0.5, 0.5]]).log(), torch.tensor([[0.9, 0.1]]).log()
+    >>> round(float(symmetric_kl(p, q)), 3), round(float(symmetric_kl(q, p)), 3)
+    (0.879, 0.879)
+    """
     if logp.shape != logq.shape:
         raise ValueError(f"the distributions differ in shape: {tuple(logp.shape)} vs {tuple(logq.shape)}")
     return ((logp.exp() - logq.exp()) * (logp - logq)).sum(-1).mean()
 
 
 def snapshots(run_dir) -> list[tuple[int, Path]]:
-    """(step, path) of every snapshot a run kept, in order of step."""
+    """(step, path) of every snapshot a run kept, in order of step.
+
+    >>> import tempfile
+    >>> from lab.checkpoint import save_checkpoint
+    >>> run = Path(tempfile.mkdtemp())
+    >>> for step in (100, 20):
+    ...     save_checkpoint(run / "snapshots" / f"step-{step:07d}.safetensors", {"w": torch.zeros(1)}, {})
+    >>> [(step, path.name) for step, path in snapshots(run)]
+    [(20, 'step-0000020.safetensors'), (100, 'step-0000100.safetensors')]
+    """
     folder = Path(run_dir) / "snapshots"
     found = sorted((int(m.group(1)), p) for p in folder.glob("step-*.safetensors") if (m := _STEP.search(p.name)))
     if not found:
@@ -44,7 +58,13 @@ def snapshots(run_dir) -> list[tuple[int, Path]]:
 
 @torch.no_grad()
 def lstm_log_probs(model: CharRNN, ids: torch.Tensor) -> torch.Tensor:
-    """log P(next character) after each of ``ids`` (one stream from a zero state): (T, V)."""
+    """log P(next character) after each of ``ids`` (one stream from a zero state): (T, V).
+
+    >>> _ = torch.manual_seed(0)
+    >>> logp = lstm_log_probs(CharRNN(ModelConfig("lstm", 1, 8, 5)), torch.tensor([0, 1, 2, 3, 4, 0]))
+    >>> tuple(logp.shape), logp.exp().sum(-1).round(decimals=4).tolist()
+    ((6, 5), [1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    """
     model.eval()
     logits, _ = model(ids[None])
     return torch.log_softmax(logits[0].float(), -1)
@@ -52,7 +72,13 @@ def lstm_log_probs(model: CharRNN, ids: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def nnn_log_probs(model: NNN, ids: torch.Tensor) -> torch.Tensor:
-    """log P(next character) after each of ``ids`` from position n - 1 on: (T - n + 1, V)."""
+    """log P(next character) after each of ``ids`` from position n - 1 on: (T - n + 1, V).
+
+    >>> _ = torch.manual_seed(0)
+    >>> logq = nnn_log_probs(NNN(2, 5, 8), torch.tensor([0, 1, 2, 3, 4, 0]))   # a 2-NN, 5 characters
+    >>> tuple(logq.shape), logq.exp().sum(-1).round(decimals=4).tolist()
+    ((5, 5), [1.0, 1.0, 1.0, 1.0, 1.0])
+    """
     model.eval()
     padded = torch.cat([ids, ids[-1:]])                   # a dummy target for the last position
     ctx, _ = contexts(padded, model.n, model.n, len(padded))
@@ -65,6 +91,21 @@ def similarity_over_training(run_dir, nnns: dict[int, NNN], ids: torch.Tensor, s
     The first ``skip`` predictions (and those without n characters of context) are left
     out, so every model predicts the same characters from a warmed-up state. One row per
     (step, n): step, n, kl.
+
+    >>> import tempfile
+    >>> from lab.checkpoint import save_checkpoint
+    >>> _ = torch.manual_seed(0)
+    >>> cfg, run = ModelConfig("lstm", 1, 8, 5), Path(tempfile.mkdtemp())
+    >>> for step in (20, 100):
+    ...     save_checkpoint(run / "snapshots" / f"step-{step:07d}.safetensors", CharRNN(cfg).state_dict(),
+    ...                     {"model_config": cfg.to_dict()})
+    >>> df = similarity_over_training(run, {1: NNN(1, 5, 8), 2: NNN(2, 5, 8)}, torch.randint(0, 5, (40,)), skip=10)
+    >>> df.round(3)
+       step  n     kl
+    0    20  1  0.126
+    1    20  2  0.163
+    2   100  1  0.110
+    3   100  2  0.175
     """
     if not nnns:
         raise ValueError("give at least one n-NN: {n: model}")

@@ -80,6 +80,11 @@ PAPER = {
 
 
 def paper_loss(corpus: str, kind: str, layers: int, row: int) -> float | None:
+    """The paper's Table 1 test loss (nats/char, as recalled in :data:`PAPER`) for one model; None where it has none.
+
+        >>> paper_loss("war_and_peace", "lstm", 2, 512), paper_loss("linux_kernel", "rnn", 1, 512)
+        (1.092, None)
+    """
     col = ("lstm", "rnn", "gru").index(kind) * 3 + layers - 1
     return PAPER.get(corpus, {}).get(row, (None,) * 9)[col]
 
@@ -88,7 +93,12 @@ def paper_loss(corpus: str, kind: str, layers: int, row: int) -> float | None:
 
 @dataclass(frozen=True)
 class GridRun:
-    """One model of the grid: its run-folder name and everything its training needs."""
+    """One model of the grid: its run-folder name and everything its training needs.
+
+        >>> run = grid_runs(["war_and_peace"], ["lstm"], [2], [512], vocab_sizes={"war_and_peace": 82})[0]
+        >>> run.name, run.width, run.params, run.dropout
+        ('war_and_peace-lstm2-512', 307, 1261852, 0.25)
+    """
 
     name: str
     corpus: str             # a known corpus name or a path to a text file
@@ -102,12 +112,23 @@ class GridRun:
     options: tuple = ()     # further TrainConfig options as (key, value) pairs
 
     def train_config(self) -> dict:
+        """The run's :class:`lab.train.TrainConfig` options, its ``options`` included.
+
+            >>> run = grid_runs(["war_and_peace"], ["lstm"], [2], [512], vocab_sizes={"war_and_peace": 82},
+            ...                 train_options={"seq_len": 50})[0]
+            >>> run.train_config()
+            {'corpus': 'war_and_peace', 'kind': 'lstm', 'layers': 2, 'row': 512, 'dropout': 0.25, 'epochs': 50, 'seq_len': 50}
+        """
         return {"corpus": self.corpus, "kind": self.kind, "layers": self.layers, "row": self.row,
                 "dropout": self.dropout, "epochs": self.epochs, **dict(self.options)}
 
 
 def corpus_label(corpus: str) -> str:
-    """The short name a run is named after: the known name, or the file's stem."""
+    """The short name a run is named after: the known name, or the file's stem.
+
+        >>> corpus_label("linux_kernel"), corpus_label("/data/my_text.txt")
+        ('linux_kernel', 'my_text')
+    """
     from lab.corpus import KNOWN
     return corpus if corpus in KNOWN else Path(corpus).stem
 
@@ -163,6 +184,10 @@ def grid_runs(corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = KINDS, la
     ``{corpus: {row: p}}``. ``train_options`` are further :class:`lab.train.TrainConfig`
     options for every run (an explicit ``width`` replaces the row's). ``vocab_sizes``
     (corpus -> size) avoids reading the corpora to size the models.
+
+        >>> runs = grid_runs(["linux_kernel"], ["rnn", "gru"], [1], [128], vocab_sizes={"linux_kernel": 98})
+        >>> [(r.name, r.width, r.params) for r in runs]       # each about the LSTM1 128's 129,378
+        [('linux_kernel-rnn1-128', 274, 129426), ('linux_kernel-gru1-128', 152, 129906)]
     """
     for what, given, allowed in (("kind", kinds, KINDS), ("layers", layers, LAYERS), ("row", rows, ROWS)):
         bad = [g for g in given if g not in allowed]
@@ -196,7 +221,14 @@ def grid_runs(corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = KINDS, la
 # -- run folders ------------------------------------------------------------------------------
 
 def read_meta(path: Path) -> dict | None:
-    """A checkpoint's vurn metadata, read from its header only (no tensors), or None."""
+    """A checkpoint's vurn metadata, read from its header only (no tensors), or None.
+
+        >>> meta = read_meta(ROOT / "lab" / "pretrained" / "war_and_peace_lstm.safetensors")
+        >>> meta["kind"], meta["epoch"], meta["model_config"]["width"]
+        ('best', 42, 307)
+        >>> print(read_meta("/nonexistent/best.safetensors"))
+        None
+    """
     from safetensors import safe_open
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -250,7 +282,17 @@ def _write_json(path: Path, obj) -> None:
 
 
 def run_state(run_dir: Path) -> str:
-    """'finished', 'resumable', 'failed' (its last launch failed) or 'new'."""
+    """'finished', 'resumable', 'failed' (its last launch failed) or 'new'.
+
+        >>> import tempfile; from pathlib import Path
+        >>> run = Path(tempfile.mkdtemp())
+        >>> run_state(run)
+        'new'
+        >>> _ = (run / "grid.json").write_text('{"failed": true}'); run_state(run)
+        'failed'
+        >>> _ = (run / "summary.json").write_text('{"finished": true}'); run_state(run)
+        'finished'
+    """
     summary = _read_json(run_dir / "summary.json", {})
     if summary.get("finished"):
         return "finished"
@@ -277,7 +319,15 @@ def _mismatch(run: GridRun, run_dir: Path) -> str | None:
 
 
 def curve(run: Path) -> list[dict]:
-    """Per-epoch validation loss and mean training loss from a run's metrics.jsonl."""
+    """Per-epoch validation loss and mean training loss from a run's metrics.jsonl.
+
+        >>> import tempfile; from pathlib import Path
+        >>> run = Path(tempfile.mkdtemp())
+        >>> _ = (run / "metrics.jsonl").write_text('{"step": 1, "epoch": 1, "loss": 2.0}\\n'
+        ...     '{"step": 2, "epoch": 1, "loss": 1.0}\\n{"step": 2, "epoch": 1, "val_loss": 1.4}\\n')
+        >>> curve(run)
+        [{'epoch': 1, 'step': 2, 'train_loss': 1.5, 'val_loss': 1.4}]
+    """
     train, rows = [], []
     for line in (Path(run) / "metrics.jsonl").read_text().splitlines():
         try:
@@ -297,7 +347,11 @@ def curve(run: Path) -> list[dict]:
 # -- GPU utilisation ---------------------------------------------------------------------------
 
 class GpuSampler:
-    """``nvidia-smi`` utilisation samples, once a second in the background; absent tool: no samples."""
+    """``nvidia-smi`` utilisation samples, once a second in the background; absent tool: no samples.
+
+        >>> GpuSampler(index=1, interval_ms=500).cmd
+        ['nvidia-smi', '-i', '1', '--query-gpu=utilization.gpu', '--format=csv,noheader,nounits', '-lms', '500']
+    """
 
     def __init__(self, index: int | None = None, interval_ms: int = 1000, command: str = "nvidia-smi"):
         self.cmd = [command, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", str(interval_ms)]
@@ -307,6 +361,11 @@ class GpuSampler:
         self.proc = None
 
     def start(self) -> bool:
+        """Start sampling in the background; False (and no samples) where the tool cannot be run.
+
+            >>> GpuSampler(command="/nonexistent/nvidia-smi").start()     # as on a machine without nvidia-smi
+            False
+        """
         try:
             self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         except OSError:
@@ -322,6 +381,12 @@ class GpuSampler:
                 pass
 
     def stop(self) -> None:
+        """Stop the ``nvidia-smi`` process (its samples stay); harmless when none was started.
+
+            >>> sampler = GpuSampler(command="/nonexistent/nvidia-smi")
+            >>> sampler.start(), sampler.stop(), sampler.samples
+            (False, None, [])
+        """
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -330,6 +395,13 @@ class GpuSampler:
                 self.proc.kill()
 
     def mean(self, start: float = -math.inf, end: float = math.inf) -> float | None:
+        """Mean utilisation (%) of the samples taken between ``start`` and ``end`` (``time.time()``), or None.
+
+            >>> sampler = GpuSampler()
+            >>> sampler.samples = [(10.0, 40.0), (11.0, 60.0), (12.0, 95.0)]     # (time, utilisation %)
+            >>> sampler.mean(), sampler.mean(start=10.5, end=11.5), GpuSampler().mean()
+            (65.0, 60.0, None)
+        """
         values = [u for t, u in self.samples if start <= t <= end]
         return round(statistics.mean(values), 1) if values else None
 
@@ -417,6 +489,17 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
     ``carry_bytes``: a new run starts only while every unfinished run of ``out_dir``, it
     included, would still fit this many bytes (:func:`_carry_bytes`): what a short GPU
     session can carry to the next one is bounded, and any run may end the session unfinished.
+
+    With a budget too short for any child (1 s, under ``min_seconds``) nothing starts,
+    and the session is still logged::
+
+        >>> import json, tempfile; from pathlib import Path
+        >>> d = Path(tempfile.mkdtemp()); _ = (d / "toy.txt").write_text("the cat sat on the mat. " * 40)
+        >>> report = run_grid(d / "grid", [str(d / "toy.txt")], ["lstm"], [1], [64], device="cpu", budget_seconds=1)
+        >>> report["not_started"], report["finished"], report["skipped_finished"]
+        (['toy-lstm1-64'], [], [])
+        >>> [r["name"] for r in json.loads((d / "grid" / "grid_log.jsonl").read_text())["runs"]]
+        ['toy-lstm1-64']
     """
     if not isinstance(parallel, int) or parallel < 1:
         raise ValueError(f"parallel must be a whole number >= 1, got {parallel!r}")
@@ -639,6 +722,14 @@ def score_run(run_dir: Path, device=None, data_dir=None, corpora: dict | None = 
 
     The cache holds while the best checkpoint's tensors (their sha256) and the bootstrap
     settings are the same. None when there is neither a best checkpoint nor a cache.
+
+        >>> import tempfile; from pathlib import Path
+        >>> run = Path(tempfile.mkdtemp())
+        >>> print(score_run(run))                   # neither best.safetensors nor score.json
+        None
+        >>> _ = (run / "score.json").write_text('{"test_loss": 1.234, "test_loss_se": 0.002}')
+        >>> score_run(run)                          # no checkpoint to check the cache against: kept as it is
+        {'test_loss': 1.234, 'test_loss_se': 0.002}
     """
     run_dir = Path(run_dir)
     cached = _read_json(run_dir / "score.json")
@@ -729,6 +820,17 @@ def collect(out_dir, results_dir="results", *, device=None, data_dir=None, resco
     yet are rows with status 'not started'. Test losses are scored from
     ``best.safetensors`` (best so far for an unfinished run) and cached in each run's
     ``score.json`` (:func:`score_run`).
+
+    A grid whose only run has not started yet (the session's 1 s budget started nothing)::
+
+        >>> import tempfile; from pathlib import Path
+        >>> d = Path(tempfile.mkdtemp()); _ = (d / "toy.txt").write_text("the cat sat on the mat. " * 40)
+        >>> _ = run_grid(d / "grid", [str(d / "toy.txt")], ["lstm"], [1], [64], device="cpu", budget_seconds=1)
+        >>> df = collect(d / "grid", d / "results")
+        >>> df[["name", "width", "params", "status"]].values.tolist()
+        [['toy-lstm1-64', 64, 20427, 'not started']]
+        >>> sorted(p.name for p in (d / "results").iterdir())
+        ['curves', 'table1.csv', 'table1_blocks.csv', 'table1_provenance.json']
     """
     import pandas as pd
     out_dir = Path(out_dir)
@@ -896,6 +998,14 @@ def pack(out_dir, dest, *, part_bytes: int = PART_BYTES, max_parts: int = 7, max
     copies (``best-f16.safetensors``); what still does not fit is listed as left out.
     Both are plain ``tar.gz`` streams cut into pieces: ``cat X.part-* | tar xz``.
     ``state_only``: the state alone (what goes *to* a session; ``scripts/gpu_prepare.sh``).
+
+        >>> import tempfile; from pathlib import Path
+        >>> g = Path(tempfile.mkdtemp()) / "grid"
+        >>> for name in ("toy-lstm1-64", "toy-gru1-64"): (g / "runs" / name).mkdir(parents=True)
+        >>> _ = (g / "runs" / "toy-lstm1-64" / "summary.json").write_text('{"finished": true}')
+        >>> packed = pack(g, g.parent / "trip")
+        >>> packed["state_parts"], packed["done_parts"], packed["finished_now"], packed["unfinished"]
+        (['grid-state.tgz.part-aa'], ['grid-done.tgz.part-aa'], ['toy-lstm1-64'], ['toy-gru1-64'])
     """
     out_dir, dest = Path(out_dir), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -974,6 +1084,16 @@ def restore(out_dir, sources: Sequence) -> dict:
     ``sources``: folders holding ``*.tgz.part-*`` files (state before done within a
     folder) or single part files. Writes ``out_dir/restored.json`` (runs finished
     now), which :func:`pack` uses to send back only what is new.
+
+        >>> import tempfile; from pathlib import Path
+        >>> g = Path(tempfile.mkdtemp()) / "grid"
+        >>> for name in ("toy-lstm1-64", "toy-gru1-64"): (g / "runs" / name).mkdir(parents=True)
+        >>> _ = (g / "runs" / "toy-lstm1-64" / "summary.json").write_text('{"finished": true}')
+        >>> _ = (g / "runs" / "toy-gru1-64" / "metrics.jsonl").write_text('{"step": 1, "epoch": 1, "loss": 2.0}\\n')
+        >>> _ = pack(g, g.parent / "trip")
+        >>> back = restore(g.parent / "copy", [g.parent / "trip"])
+        >>> back["runs"], back["finished"], back["unfinished"]
+        (2, ['toy-lstm1-64'], ['toy-gru1-64'])
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1025,6 +1145,21 @@ def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unf
     when. A run must be finished unless ``unfinished=True`` (then the card says which
     epoch its best-so-far weights are from). A stale score is computed again on the corpus
     (``data_dir`` as in :func:`collect`). Returns the files written and their size.
+
+    Here the shipped War and Peace LSTM stands in for a finished run, with a cached score::
+
+        >>> import json, shutil, tempfile; from pathlib import Path
+        >>> run = Path(tempfile.mkdtemp()) / "grid" / "runs" / "war_and_peace-lstm2-512"; run.mkdir(parents=True)
+        >>> best = shutil.copyfile(ROOT / "lab" / "pretrained" / "war_and_peace_lstm.safetensors", run / "best.safetensors")
+        >>> _ = (run / "summary.json").write_text('{"finished": true}')
+        >>> _ = (run / "score.json").write_text(json.dumps({"test_loss": 1.1602, "block_losses": [], "bootstrap": BOOTSTRAP,
+        ...                                                 "best_sha256": read_meta(best)["tensors_sha256"]}))
+        >>> kept = keep(run.parent.parent, [run.name], run.parent.parent / "kept", command="doc")
+        >>> [Path(f).name for f in kept["written"]], kept["mib"]
+        (['war_and_peace-lstm2-512.safetensors', 'war_and_peace-lstm2-512.json'], 2.41)
+        >>> card = json.loads(Path(kept["written"][1]).read_text())
+        >>> card["width"], card["best_epoch"], card["test_loss"], card["finished"]
+        (307, 42, 1.1602, True)
     """
     out_dir, dest = Path(out_dir), Path(dest)
     for name in names:  # every name checked before anything is copied
@@ -1081,6 +1216,15 @@ def adopt(out_dir, name: str, checkpoint, curve, *, wall_s: float | None = None,
         >>> adopt("runs/grid", "war_and_peace-lstm2-512", "lab/pretrained/war_and_peace_lstm.safetensors",
         ...       "results/shipped/curve_wp-lstm2-512-d25.csv", wall_s=299.1)["test_loss"]  # doctest: +SKIP
         1.1601...
+
+    (that needs the War and Peace corpus). Options that differ from the grid's are refused
+    before any corpus is read, here the dropout::
+
+        >>> import tempfile
+        >>> try: adopt(tempfile.mkdtemp(), "war_and_peace-lstm2-512", ROOT / "lab/pretrained/war_and_peace_lstm.safetensors",
+        ...            ROOT / "results/shipped/curve_wp-lstm2-512-d25.csv", dropout=0.3, vocab_sizes={"war_and_peace": 82})
+        ... except ValueError as e: print(e)                                # doctest: +ELLIPSIS
+        /.../war_and_peace_lstm.safetensors was trained with other options than grid run war_and_peace-lstm2-512: dropout 0.25 there, 0.3 in the grid
     """
     import pandas as pd
 
@@ -1176,7 +1320,14 @@ def _train_option(text: str) -> tuple[str, Any]:
 
 
 def add_arguments(p) -> None:
-    """The ``grid`` subcommands: list, run, collect, pack, restore, keep, adopt, rates."""
+    """The ``grid`` subcommands: list, run, collect, pack, restore, keep, adopt, rates.
+
+        >>> import argparse
+        >>> parser = argparse.ArgumentParser(prog="grid"); add_arguments(parser)
+        >>> a = parser.parse_args(["run", "runs/grid", "--rows", "64", "128", "--parallel", "6"])
+        >>> a.grid_command, a.out, a.rows, a.parallel, a.epochs
+        ('run', 'runs/grid', [64, 128], 6, 50)
+    """
     sub = p.add_subparsers(dest="grid_command", required=True)
 
     def selection(q):
@@ -1243,6 +1394,16 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
+    """Run a ``grid`` subcommand parsed by :func:`add_arguments`; returns the exit status.
+
+        >>> import argparse, tempfile; from pathlib import Path
+        >>> d = Path(tempfile.mkdtemp()); _ = (d / "toy.txt").write_text("the cat sat on the mat. " * 40)
+        >>> parser = argparse.ArgumentParser(prog="grid"); add_arguments(parser)
+        >>> main(parser.parse_args(["list", "--corpora", str(d / "toy.txt"), "--kinds", "lstm", "gru", "--layers", "2", "--rows", "64"]))
+        toy-lstm2-64                     width    38  params    20,037  dropout 0.0
+        toy-gru2-64                      width    45  params    20,756  dropout 0.0
+        0
+    """
     command = " ".join(map(shlex.quote, ["python", "-m", "lab"] + sys.argv[1:]))
     if args.grid_command in ("list", "run"):
         options = dict(_train_option(o) for o in args.options)

@@ -29,7 +29,11 @@ def _check(text: str, *probs) -> None:
 
 
 def error_overlap(p_a, p_b, threshold: float = ERROR_THRESHOLD) -> dict:
-    """How the two models' errors overlap: counts of both / only a / only b / neither wrong."""
+    """How the two models' errors overlap: counts of both / only a / only b / neither wrong.
+
+    >>> error_overlap([0.9, 0.2, 0.1, 0.8], [0.3, 0.1, 0.9, 0.7])
+    {'both wrong': 1, 'only a wrong': 1, 'only b wrong': 1, 'both right': 1, 'total': 4}
+    """
     a, b = np.asarray(p_a) < threshold, np.asarray(p_b) < threshold
     if a.shape != b.shape:
         raise ValueError(f"p_a and p_b differ in length: {a.shape} vs {b.shape}")
@@ -69,7 +73,14 @@ def matching_open(text: str, open_: str = "{", close: str = "}") -> np.ndarray:
 
 def closing_braces(text: str, p_a, p_b, open_: str = "{", close: str = "}") -> pd.DataFrame:
     """Every matched closing brace (after the first character): its distance to its opening one
-    and both models' probabilities of it."""
+    and both models' probabilities of it.
+
+    >>> p_a, p_b = [0.5, 0.5, 0.5, 0.5, 0.9, 0.5, 0.8], [0.5, 0.5, 0.5, 0.5, 0.7, 0.5, 0.2]
+    >>> closing_braces("{a{bc}d}", p_a, p_b)
+       position  distance  p_a  p_b
+    0         5       3.0  0.9  0.7
+    1         7       7.0  0.8  0.2
+    """
     _check(text, p_a, p_b)
     match = matching_open(text, open_, close)
     idx = np.nonzero(match[1:] >= 0)[0] + 1          # positions of matched closers, >= 1
@@ -78,7 +89,14 @@ def closing_braces(text: str, p_a, p_b, open_: str = "{", close: str = "}") -> p
 
 
 def closing_brace_bins(text: str, p_a, p_b, edges=(0, 5, 10, 20, 40, 60, 80, 100, 150, 200, 400, 10**9)) -> pd.DataFrame:
-    """:func:`closing_braces` binned by distance: count, mean probabilities and a - b per bin."""
+    """:func:`closing_braces` binned by distance: count, mean probabilities and a - b per bin.
+
+    >>> p_a, p_b = [0.5, 0.5, 0.5, 0.5, 0.9, 0.5, 0.8], [0.5, 0.5, 0.5, 0.5, 0.7, 0.5, 0.2]
+    >>> closing_brace_bins("{a{bc}d}", p_a, p_b, edges=(0, 5, 10)).round(2)
+           bin  count  p_a  p_b  advantage
+    0   [0, 5)      1  0.9  0.7        0.2
+    1  [5, 10)      1  0.8  0.2        0.6
+    """
     df = closing_braces(text, p_a, p_b)
     df["bin"] = pd.cut(df.distance, list(edges), right=False)
     g = df.groupby("bin", observed=True).agg(count=("p_a", "size"), p_a=("p_a", "mean"), p_b=("p_b", "mean"))

@@ -27,7 +27,14 @@ ROWS = (64, 128, 256, 512)  # Table 1: each row matches the size of a 1-layer LS
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The shape of a model; it travels inside every checkpoint."""
+    """The shape of a model; it travels inside every checkpoint.
+
+    >>> ModelConfig("lstm", layers=2, width=8, vocab_size=5)
+    ModelConfig(kind='lstm', layers=2, width=8, vocab_size=5, dropout=0.0)
+    >>> try: ModelConfig("transformer", 1, 8, 5)
+    ... except ValueError as e: print(e)
+    unknown model kind 'transformer': choose one of rnn, lstm, gru
+    """
 
     kind: str
     layers: int
@@ -47,13 +54,25 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        """Rebuild from a checkpoint's JSON; unknown keys are an error."""
+        """Rebuild from a checkpoint's JSON; unknown keys are an error.
+
+        >>> ModelConfig.from_dict({"kind": "gru", "layers": 1, "width": 16, "vocab_size": 82})
+        ModelConfig(kind='gru', layers=1, width=16, vocab_size=82, dropout=0.0)
+        >>> try: ModelConfig.from_dict({"kind": "gru", "layers": 1, "width": 16, "vocab_size": 82, "hidden": 16})
+        ... except ValueError as e: print(e)
+        unknown model config keys: ['hidden']
+        """
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
         return cls(**d)
 
     def to_dict(self) -> dict:
+        """The config as a JSON-able dict, as checkpoints store it (see :meth:`from_dict`).
+
+        >>> ModelConfig("lstm", 2, 8, 5).to_dict()
+        {'kind': 'lstm', 'layers': 2, 'width': 8, 'vocab_size': 5, 'dropout': 0.0}
+        """
         return asdict(self)
 
 
@@ -95,6 +114,12 @@ class CharRNN(nn.Module):
     Dropout (``cfg.dropout``) acts between layers and before the output layer, as in
     char-rnn. The recurrent module is ``self.rnn`` (``nn.RNN`` with tanh, ``nn.LSTM``
     or ``nn.GRU``), so its weights are torch's: ``rnn.weight_ih_l{k}`` and friends.
+
+    >>> model = CharRNN(ModelConfig("lstm", 2, 8, 5))
+    >>> model.rnn
+    LSTM(5, 8, num_layers=2, batch_first=True)
+    >>> tuple(model.rnn.weight_hh_l1.shape)      # 4 gate blocks of 8 rows
+    (32, 8)
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -108,25 +133,58 @@ class CharRNN(nn.Module):
         self.head = nn.Linear(cfg.width, cfg.vocab_size)
 
     def init_uniform(self, scale: float = 0.08, generator: torch.Generator | None = None) -> None:
-        """The paper's initialisation: every weight uniform in [-scale, scale]."""
+        """The paper's initialisation: every weight uniform in [-scale, scale].
+
+        >>> import torch
+        >>> model = CharRNN(ModelConfig("lstm", 1, 8, 5))
+        >>> model.init_uniform(0.08, generator=torch.Generator().manual_seed(0))
+        >>> w = torch.cat([p.flatten() for p in model.parameters()])
+        >>> round(w.min().item(), 2), round(w.max().item(), 2)
+        (-0.08, 0.08)
+        """
         with torch.no_grad():
             for p in self.parameters():
                 p.copy_(torch.rand(p.shape, generator=generator) * 2 * scale - scale)
 
     def initial_state(self, batch: int, device=None):
-        """Zero state: ``h`` (layers, batch, width), and ``(h, c)`` for the LSTM."""
+        """Zero state: ``h`` (layers, batch, width), and ``(h, c)`` for the LSTM.
+
+        >>> h, c = CharRNN(ModelConfig("lstm", 2, 8, 5)).initial_state(3)
+        >>> tuple(h.shape), tuple(c.shape), float(c.abs().sum())
+        ((2, 3, 8), (2, 3, 8), 0.0)
+        """
         h = torch.zeros(self.cfg.layers, batch, self.cfg.width, device=device, dtype=self.head.weight.dtype)
         return (h, torch.zeros_like(h)) if self.cfg.kind == "lstm" else h
 
     def forward(self, x: torch.Tensor, state=None):
-        """``x`` (batch, time) int64 -> logits (batch, time, vocab), final state."""
+        """``x`` (batch, time) int64 -> logits (batch, time, vocab), final state.
+
+        Passing the final state back in continues the text:
+
+        >>> import torch
+        >>> _ = torch.manual_seed(0); model = CharRNN(ModelConfig("gru", 2, 8, 5)).eval()
+        >>> x = torch.tensor([[0, 1, 2, 3]])
+        >>> logits, h = model(x)
+        >>> tuple(logits.shape), tuple(h.shape)
+        ((1, 4, 5), (2, 1, 8))
+        >>> _, h2 = model(x[:, :2]); rest, _ = model(x[:, 2:], h2)
+        >>> torch.allclose(rest, logits[:, 2:], atol=1e-6)
+        True
+        """
         onehot = F.one_hot(x, self.cfg.vocab_size).to(self.head.weight.dtype)  # (B, T, V)
         hidden, state = self.rnn(onehot, state)                               # (B, T, H)
         return self.head(self.drop(hidden)), state
 
 
 def detach_state(state):
-    """Cut the graph at a batch boundary while carrying the state (truncated BPTT)."""
+    """Cut the graph at a batch boundary while carrying the state (truncated BPTT).
+
+    >>> import torch
+    >>> model = CharRNN(ModelConfig("lstm", 1, 8, 5))
+    >>> _, state = model(torch.tensor([[0, 1, 2]]))
+    >>> state[0].requires_grad, detach_state(state)[0].requires_grad
+    (True, False)
+    """
     if isinstance(state, tuple):
         return tuple(s.detach() for s in state)
     return state.detach()

@@ -31,7 +31,12 @@ from lab.gates import SATURATING
 
 @dataclass(frozen=True)
 class Histogram:
-    """Counts of a unit's values in equal bins: ``edges`` has one more entry than ``counts``."""
+    """Counts of a unit's values in equal bins: ``edges`` has one more entry than ``counts``.
+
+    >>> h = histogram([0.0, 3.0, 4.0], bins=2)         # values beyond [-1, 1]: their own range
+    >>> h.counts.tolist(), h.edges.tolist()
+    ([1, 2], [0.0, 2.0, 4.0])
+    """
 
     counts: np.ndarray
     edges: np.ndarray
@@ -121,6 +126,13 @@ def hypothesis_scores(trace, layer: int, unit: int, what: str = "cell", hypothes
     ``hypotheses`` defaults to the library's (:data:`lab.cells.HYPOTHESES`); any that is
     constant on the trace's text is left out. ``rankings`` caches each hypothesis's
     ranking of the layer (a dict filled on the first call), so paging through units is quick.
+
+    >>> from lab import Session
+    >>> tr = Session.load("war_and_peace_lstm", device="cpu").trace('He said "yes" and "no" twice.')
+    >>> hypothesis_scores(tr, 1, 283).head(2).round(2)     # off inside quotes: AUC 0, best of 307
+          hypothesis method  score  strength  rank   of
+    0  inside_quotes    auc   0.00      1.00     1  307
+    1         column   corr  -0.33      0.33    91  307
     """
     rankings = {} if rankings is None else rankings
     rows = []
@@ -144,6 +156,14 @@ def unit_saturation(trace, layer: int, unit: int, left: float = 0.1, right: floa
     """Fractions of characters on which each gate of one unit is left- (< ``left``) or right-saturated.
 
     An RNN has no gates: the table is empty.
+
+    >>> from lab import Session
+    >>> tr = Session.load("war_and_peace_lstm", device="cpu").trace('He said "yes" and "no" twice.')
+    >>> unit_saturation(tr, 1, 283).round(2)
+         gate  left  right
+    0   input  0.52   0.07
+    1  forget  0.10   0.83
+    2  output  0.00   0.45
     """
     rows = []
     for gate in SATURATING:
@@ -156,7 +176,16 @@ def unit_saturation(trace, layer: int, unit: int, left: float = 0.1, right: floa
 
 @dataclass(frozen=True)
 class NeuronProfile:
-    """Everything the neuron page shows about one unit (see :func:`profile`)."""
+    """Everything the neuron page shows about one unit (see :func:`profile`).
+
+    >>> from lab import Session
+    >>> tr = Session.load("war_and_peace_lstm", device="cpu").trace('He said "yes" and "no" twice.')
+    >>> p = profile(tr, 1, 283)
+    >>> p.layer, p.unit, p.values.shape, int(p.histogram.counts.sum())
+    (1, 283, (29,), 29)
+    >>> p.bottom[["position", "before", "char", "value"]].round(2).values.tolist()   # most off
+    [[20, 'He said "yes" and "n', 'o', -0.93]]
+    """
 
     layer: int
     unit: int
@@ -181,6 +210,14 @@ def profile(trace, layer: int, unit: int, what: str = "cell", k: int = 8, bins: 
 
     See the module docstring for an example; ``rankings`` is a cache shared between calls
     (see :func:`hypothesis_scores`).
+
+    >>> from lab import Session
+    >>> tr = Session.load("war_and_peace_lstm", device="cpu").trace('He said "yes" and "no" twice.')
+    >>> p = profile(tr, 1, 283)
+    >>> p
+    NeuronProfile(layer 1, unit 283, cell: 29 chars, mean -0.24, range [-0.93, +0.45])
+    >>> p.hypotheses.hypothesis[0], p.top.char[0], p.bottom.char[0]
+    ('inside_quotes', 'd', 'o')
     """
     values = trace.unit(layer, unit, what)   # raises a clear error for a bad layer, unit or gate
     return NeuronProfile(

@@ -65,7 +65,12 @@ FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)   # KenLM's --discount_fallback default
 
 
 class NGramError(ValueError):
-    """Bad input for an n-gram model; the message says what was wrong."""
+    """Bad input for an n-gram model; the message says what was wrong.
+
+    >>> try: NGramModel.fit([0, 5], vocab_size=3, order=1)
+    ... except NGramError as e: print(e)
+    train_ids has 1 id(s) outside the vocabulary [0, 3), e.g. [5]: encode with the same corpus vocabulary
+    """
 
 
 def kn_discounts(n1: int, n2: int, n3: int, n4: int) -> tuple[tuple[float, float, float], bool]:
@@ -171,7 +176,11 @@ class NGramModel:
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the count tables."""
+        """Memory held by the count tables, in bytes.
+
+        >>> NGramModel.fit([0, 1, 0, 1], vocab_size=3, order=1).nbytes
+        120
+        """
         return sum(s.nbytes for s in self._strings)
 
     # ---------------------------------------------------------------- building

@@ -33,7 +33,12 @@ from torch import nn
 
 @dataclass(frozen=True)
 class NNNConfig:
-    """An n-NN and how to train it (the defaults are the paper's RNN protocol, where it applies)."""
+    """An n-NN and how to train it (the defaults are the paper's RNN protocol, where it applies).
+
+    >>> cfg = NNNConfig(n=3, hidden=128)
+    >>> cfg.lr, cfg.batch, cfg.epochs, cfg.patience
+    (0.002, 10000, 20, 2)
+    """
 
     n: int
     hidden: int
@@ -56,7 +61,12 @@ class NNNConfig:
 
 
 class NNN(nn.Module):
-    """tanh(W [onehot(x_{t-n}); ...; onehot(x_{t-1})] + b) -> softmax over the next character."""
+    """tanh(W [onehot(x_{t-n}); ...; onehot(x_{t-1})] + b) -> softmax over the next character.
+
+    >>> model = NNN(n=3, vocab_size=5, hidden=8)
+    >>> tuple(model.inp.weight.shape)           # one row of W per (position, character)
+    (15, 8)
+    """
 
     def __init__(self, n: int, vocab_size: int, hidden: int):
         super().__init__()
@@ -67,7 +77,14 @@ class NNN(nn.Module):
         self.register_buffer("offsets", torch.arange(n) * vocab_size, persistent=False)
 
     def forward(self, ctx: torch.Tensor) -> torch.Tensor:
-        """Logits (B, V) for contexts ``ctx`` (B, n) of character ids, oldest first."""
+        """Logits (B, V) for contexts ``ctx`` (B, n) of character ids, oldest first.
+
+        >>> import torch
+        >>> _ = torch.manual_seed(0)
+        >>> model = NNN(n=2, vocab_size=5, hidden=8)
+        >>> model(torch.tensor([[0, 1], [4, 4], [2, 3]])).shape      # three contexts of 2 characters
+        torch.Size([3, 5])
+        """
         return self.out(torch.tanh(self.inp(ctx + self.offsets).sum(1) + self.bias))
 
 
@@ -89,7 +106,14 @@ def contexts(ids: torch.Tensor, n: int, start: int, end: int) -> tuple[torch.Ten
 
 @torch.no_grad()
 def char_probs(model: NNN, ids: torch.Tensor, start: int, end: int, batch: int = 65_536) -> torch.Tensor:
-    """Probability the model gives to each actual character in [start, end) of ``ids`` (start >= n)."""
+    """Probability the model gives to each actual character in [start, end) of ``ids`` (start >= n).
+
+    >>> import torch
+    >>> ids = torch.tensor([0, 1, 2, 1] * 100)            # "abcbabcb...": after "b" comes "a" or "c"
+    >>> model, log = fit(NNNConfig(n=1, hidden=8, epochs=20, batch=50, lr=1e-2), ids[:300], ids[300:])
+    >>> [round(p, 1) for p in char_probs(model, ids, 300, 304).tolist()]   # "a", "b", "c", "b"
+    [0.5, 1.0, 0.5, 1.0]
+    """
     model.eval()
     ctx, y = contexts(ids, model.n, start, end)
     out = []
@@ -101,7 +125,14 @@ def char_probs(model: NNN, ids: torch.Tensor, start: int, end: int, batch: int =
 
 @torch.no_grad()
 def loss(model: NNN, ids: torch.Tensor, start: int, end: int) -> float:
-    """Mean cross-entropy (nats per character) on [start, end) of ``ids``."""
+    """Mean cross-entropy (nats per character) on [start, end) of ``ids``.
+
+    >>> import torch
+    >>> ids = torch.tensor([0, 1, 2, 1] * 100)            # "abcbabcb...": after "b" comes "a" or "c"
+    >>> model, log = fit(NNNConfig(n=1, hidden=8, epochs=20, batch=50, lr=1e-2), ids[:300], ids[300:])
+    >>> round(loss(model, ids, 300, 400), 2)                # the best possible: ln(2) / 2 = 0.35
+    0.35
+    """
     return float(-char_probs(model, ids, start, end).log().mean())
 
 
@@ -112,6 +143,14 @@ def fit(cfg: NNNConfig, train_ids: torch.Tensor, val_ids: torch.Tensor, vocab_si
 
     ``context`` is the text just before ``val_ids`` (by default the end of ``train_ids``),
     so that every validation character has its n characters of context.
+
+    >>> import torch
+    >>> ids = torch.tensor([0, 1, 2, 1] * 100)            # "abcbabcb...": after "b" comes "a" or "c"
+    >>> model, log = fit(NNNConfig(n=1, hidden=8, epochs=20, batch=50, lr=1e-2), ids[:300], ids[300:])
+    >>> len(log), round(log[0]["val_loss"], 2), round(log[-1]["val_loss"], 2)
+    (20, 0.83, 0.35)
+    >>> sorted(log[-1])
+    ['epoch', 'lr', 'seconds', 'train_loss', 'val_loss']
     """
     vocab_size = vocab_size or int(max(train_ids.max(), val_ids.max())) + 1
     torch.manual_seed(cfg.seed)
@@ -164,6 +203,16 @@ def select_hidden(n: int, sizes, corpus, test: bool = True, max_seconds: float |
 
     Returns (best model, one row per size: n, hidden, epochs, val_loss, test_loss of the
     chosen one only, seconds, chosen).
+
+        >>> from lab.corpus import Corpus
+        >>> corpus = Corpus.from_text("toy", "abcb" * 150)
+        >>> model, rows = select_hidden(1, [2, 8], corpus, epochs=3, batch=100, lr=1e-2)
+        >>> [(r["hidden"], round(r["val_loss"], 2), r["chosen"]) for r in rows]
+        [(2, 0.78, False), (8, 0.52, True)]
+        >>> model.hidden
+        8
+
+    On the paper's corpus:
 
         >>> from lab.corpus import load_corpus                                   # doctest: +SKIP
         >>> model, rows = select_hidden(3, [128, 512], load_corpus("war_and_peace"))  # doctest: +SKIP

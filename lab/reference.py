@@ -34,7 +34,17 @@ GATE_NAMES = {
 
 
 def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh):
-    """One LSTM step: returns h(t), c(t) and the four gates, each (batch, width)."""
+    """One LSTM step: returns h(t), c(t) and the four gates, each (batch, width).
+
+    With zero weights every gate is sigmoid(0) = 0.5 and the candidate tanh(0) = 0,
+    so the cell keeps half of c(t-1) = 1:
+
+    >>> import torch
+    >>> z = torch.zeros
+    >>> h, c, gates = lstm_step(z(1, 3), z(1, 2), torch.ones(1, 2), z(8, 3), z(8, 2), z(8), z(8))
+    >>> c.tolist(), sorted(gates), gates["forget"].tolist()
+    ([[0.5, 0.5]], ['candidate', 'forget', 'input', 'output'], [[0.5, 0.5]])
+    """
     pre = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh                   # (B, 4H)
     pre_i, pre_f, pre_g, pre_o = pre.chunk(4, dim=-1)
     input, forget, output = torch.sigmoid(pre_i), torch.sigmoid(pre_f), torch.sigmoid(pre_o)
@@ -45,7 +55,16 @@ def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh):
 
 
 def gru_step(x, h, w_ih, w_hh, b_ih, b_hh):
-    """One GRU step: returns h(t) and the gates reset, update, candidate."""
+    """One GRU step: returns h(t) and the gates reset, update, candidate.
+
+    With zero weights update = 0.5 and candidate = 0, so h(t) is half of h(t-1) = 1:
+
+    >>> import torch
+    >>> z = torch.zeros
+    >>> h, gates = gru_step(z(1, 3), torch.ones(1, 2), z(6, 3), z(6, 2), z(6), z(6))
+    >>> h.tolist(), gates["update"].tolist()
+    ([[0.5, 0.5]], [[0.5, 0.5]])
+    """
     x_r, x_z, x_n = (x @ w_ih.T + b_ih).chunk(3, dim=-1)          # (B, H) each
     h_r, h_z, h_n = (h @ w_hh.T + b_hh).chunk(3, dim=-1)
     reset, update = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
@@ -55,7 +74,14 @@ def gru_step(x, h, w_ih, w_hh, b_ih, b_hh):
 
 
 def rnn_step(x, h, w_ih, w_hh, b_ih, b_hh):
-    """One vanilla tanh RNN step."""
+    """One vanilla tanh RNN step.
+
+    >>> import torch
+    >>> h, gates = rnn_step(torch.ones(1, 1), torch.zeros(1, 1), torch.ones(1, 1), torch.zeros(1, 1),
+    ...                     torch.zeros(1), torch.zeros(1))
+    >>> round(h.item(), 4), gates          # tanh(1 * 1); an RNN has no gates
+    (0.7616, {})
+    """
     return torch.tanh(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh), {}
 
 
@@ -66,6 +92,16 @@ def reference_forward(model, x: torch.Tensor, state=None) -> dict[str, torch.Ten
     ``x`` is (batch, time) int64. Returns a dict of (batch, time, ...) tensors keyed
     ``layers.{l}.hidden``, ``layers.{l}.cell`` (LSTM), ``layers.{l}.gates.{name}``,
     ``logits``, and ``final_state`` in the fused module's format.
+
+    It gives what the fused model gives:
+
+    >>> import torch
+    >>> from lab.models import CharRNN, ModelConfig
+    >>> _ = torch.manual_seed(0); model = CharRNN(ModelConfig("lstm", 2, 8, 5)).eval()
+    >>> x = torch.tensor([[0, 1, 2, 3]])
+    >>> out = reference_forward(model, x)
+    >>> tuple(out["layers.1.cell"].shape), torch.allclose(out["logits"], model(x)[0], atol=1e-6)
+    ((1, 4, 8), True)
     """
     cfg = model.cfg
     rnn = model.rnn

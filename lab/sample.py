@@ -18,6 +18,11 @@ def sample(model, vocab, n: int, prime: str = "\n", temperature: float = 1.0, se
     """``n`` characters sampled after ``prime`` (which must be in the vocabulary).
 
     ``temperature`` < 1 sharpens the distribution, > 1 flattens it.
+
+    >>> from lab.pretrained import load_model
+    >>> model, meta = load_model("war_and_peace_lstm")
+    >>> sample(model, meta["vocab"], 30, prime="The ", temperature=0.5, seed=1)
+    'same\\ntime for a moment. The st'
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")

@@ -68,7 +68,14 @@ def load_table(path: str | Path | None = None) -> pd.DataFrame:
 
 
 def load_blocks(path: str | Path | None = None) -> pd.DataFrame:
-    """``results/table1/table1_blocks.csv``: one row per model (index ``name``), one column per block."""
+    """``results/table1/table1_blocks.csv``: one row per model (index ``name``), one column per block.
+
+        >>> import tempfile; from pathlib import Path
+        >>> path = Path(tempfile.mkdtemp()) / "table1_blocks.csv"
+        >>> _ = path.write_text("name,0,1,2\\nwar_and_peace-lstm1-64,1.52,1.47,1.49\\n")
+        >>> load_blocks(path).loc["war_and_peace-lstm1-64"].tolist()
+        [1.52, 1.47, 1.49]
+    """
     path = Path(path) if path is not None else results_dir() / "table1" / "table1_blocks.csv"
     if not path.exists():
         raise FileNotFoundError(f"no block losses at {path}: collect the grid again (python -m lab grid collect)")
@@ -91,6 +98,14 @@ def ours_table(table: pd.DataFrame, corpus: str, value: str = "test_loss", finis
     """Our ``value`` per row and model in the paper's layout; NaN where a model has none (yet).
 
     ``finished_only`` blanks models whose 50 epochs are not done (their loss is the best so far).
+
+        >>> table = pd.DataFrame({"name": ["a", "b"], "corpus": ["war_and_peace"] * 2, "kind": ["lstm", "gru"],
+        ...                       "layers": [1, 2], "row": [64, 128], "test_loss": [1.5, 1.3],
+        ...                       "status": ["finished", "stopped"]})
+        >>> ours_table(table, "war_and_peace").loc[128].tolist()
+        [nan, nan, nan, nan, nan, nan, nan, 1.3, nan]
+        >>> float(ours_table(table, "war_and_peace", finished_only=True).loc[128, "GRU2"])
+        nan
     """
     want = table[table["corpus"] == corpus_label(_corpus(corpus))]
     if finished_only:
@@ -150,6 +165,14 @@ def load_curves(folder: str | Path | None = None) -> pd.DataFrame:
     """Every model's learning curve (``results/table1/curves/NAME.csv``) in one long table.
 
     Columns: name, corpus, kind, layers, row, epoch, step, train_loss, val_loss.
+
+        >>> import tempfile; from pathlib import Path
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "war_and_peace-gru2-128.csv").write_text("epoch,step,train_loss,val_loss\\n"
+        ...                                                         "1,553,2.36,2.0\\n2,1106,1.62,1.75\\n")
+        >>> curves = load_curves(folder)
+        >>> curves[["name", "kind", "layers", "row", "epoch", "val_loss"]].values.tolist()
+        [['war_and_peace-gru2-128', 'gru', 2, 128, 1, 2.0], ['war_and_peace-gru2-128', 'gru', 2, 128, 2, 1.75]]
     """
     folder = Path(folder) if folder is not None else results_dir() / "table1" / "curves"
     parts = []
@@ -220,6 +243,17 @@ def findings(table: pd.DataFrame, blocks: pd.DataFrame, corpus: str, z: float = 
     The SE is the test text's sampling noise for these trained weights; it says nothing of
     how much another training seed would move a model (surely more than 0.002 nats), so
     a verdict is about these models on this text, not about the architectures.
+
+        >>> names = ["war_and_peace-rnn1-64", "war_and_peace-lstm1-64"]
+        >>> table = pd.DataFrame({"name": names, "corpus": ["war_and_peace"] * 2, "kind": ["rnn", "lstm"],
+        ...                       "layers": [1, 1], "row": [64, 64], "test_loss": [1.55, 1.50],
+        ...                       "test_chars": [400] * 2, "status": ["finished"] * 2})
+        >>> blocks = pd.DataFrame([[1.6, 1.5, 1.6, 1.5], [1.5] * 4], index=names)    # 4 blocks of 100 chars
+        >>> found = findings(table, blocks, "war_and_peace")
+        >>> found[["claim", "better", "verdict", "paper_gain"]].values.tolist()     # the paper's RNN1 won here
+        [['gated beat RNN', 'war_and_peace-lstm1-64', 'better', -0.003]]
+        >>> round(float(found.gain[0]), 3), round(float(found.se[0]), 3)
+        (0.05, 0.025)
     """
     _corpus(corpus)
     t = table.set_index("name")
@@ -278,6 +312,14 @@ def correct_char_probs(checkpoint, ids=None, device=None, corpus=None) -> np.nda
     the one it was trained on, loaded) is checked against the checkpoint, and its test
     split is read unless ``ids`` are given. The vector the paper's t-SNE of the models
     (§4.1) embeds.
+
+        >>> import torch
+        >>> from lab.pretrained import load_model
+        >>> vocab = load_model("war_and_peace_lstm")[1]["vocab"]
+        >>> ids = torch.tensor([vocab.index(ch) for ch in "Prince Andrew said"])
+        >>> p = correct_char_probs("war_and_peace_lstm", ids=ids, device="cpu")      # of each next character
+        >>> p.shape, p.dtype, round(float(p.mean()), 2)
+        ((17,), dtype('float32'), 0.74)
     """
     import torch
 

@@ -50,7 +50,19 @@ from lab.reference import GATE_NAMES
 
 
 class Trace(Mapping):
-    """Arrays keyed by readable names (see the module docstring for the shapes)."""
+    """Arrays keyed by readable names (see the module docstring for the shapes).
+
+    :func:`compute_trace` (or :meth:`lab.Session.trace`) makes one:
+
+    >>> import torch
+    >>> from lab.models import CharRNN, ModelConfig
+    >>> _ = torch.manual_seed(0); model = CharRNN(ModelConfig("lstm", 1, 8, 3)).eval()
+    >>> tr = compute_trace(model, torch.tensor([0, 1, 2, 0]), text="ab\\na", vocab="ab\\n")
+    >>> tr
+    Trace(LSTM 1x8, 4 chars, 11 arrays, seam deviation 0.0e+00)
+    >>> list(tr)[:3], tr["layers.0.cell"].shape, tr["loss"].shape
+    (['layers.0.hidden', 'layers.0.cell', 'layers.0.gates.input'], (4, 8), (4,))
+    """
 
     def __init__(self, arrays: dict[str, torch.Tensor], *, text: str, ids: torch.Tensor, vocab,
                  kind: str, layers: int, width: int, info: dict):
@@ -62,7 +74,18 @@ class Trace(Mapping):
 
     @property
     def seam_deviation(self) -> float:
-        """Largest |difference| of hidden or cell state seen at a seam between streams."""
+        """Largest |difference| of hidden or cell state seen at a seam between streams.
+
+        Below ``tol`` (1e-4) once the trace is done; one single stream has no seams (0.0):
+
+        >>> import torch
+        >>> from lab.models import CharRNN, ModelConfig
+        >>> _ = torch.manual_seed(0); model = CharRNN(ModelConfig("lstm", 1, 8, 3)).eval()
+        >>> ids = torch.randint(0, 3, (3000,), generator=torch.Generator().manual_seed(0))
+        >>> tr = compute_trace(model, ids, dtype=torch.float32, burn_in=64)
+        >>> tr.info["streams"], tr.seam_deviation < 1e-4
+        (11, True)
+        """
         return self.info["seam_deviation"]
 
     def __getitem__(self, key: str) -> np.ndarray:
@@ -88,6 +111,15 @@ class Trace(Mapping):
 
         ``what`` is cell, hidden or a gate name; ``cell`` gives tanh(c), the paper's
         colouring, and ``cell_raw`` gives c itself.
+
+        >>> import torch
+        >>> from lab.models import CharRNN, ModelConfig
+        >>> _ = torch.manual_seed(0); model = CharRNN(ModelConfig("lstm", 1, 8, 3)).eval()
+        >>> tr = compute_trace(model, torch.tensor([0, 1, 2, 0]), text="ab\\na", vocab="ab\\n")
+        >>> tr.values(0).shape, tr.values(0).dtype
+        ((4, 8), dtype('float32'))
+        >>> print(tr.values(0, "forget", unit=3).round(2))
+        [0.59 0.57 0.54 0.59]
         """
         if not 0 <= layer < self.n_layers:
             raise IndexError(f"layer {layer} does not exist: this model has layers 0..{self.n_layers - 1}")
@@ -99,7 +131,15 @@ class Trace(Mapping):
         return np.tanh(array) if what == "cell" else array
 
     def unit(self, layer: int, unit: int, what: str = "cell") -> np.ndarray:
-        """One unit's values over the text (T,): see :meth:`values`."""
+        """One unit's values over the text (T,): see :meth:`values`.
+
+        >>> import torch
+        >>> from lab.models import CharRNN, ModelConfig
+        >>> _ = torch.manual_seed(0); model = CharRNN(ModelConfig("lstm", 1, 8, 3)).eval()
+        >>> tr = compute_trace(model, torch.tensor([0, 1, 2, 0]), text="ab\\na", vocab="ab\\n")
+        >>> print(tr.unit(0, 3).round(2), tr.unit(0, 3, "cell_raw").round(2))   # tanh(c), c
+        [0.17 0.27 0.37 0.4 ] [0.18 0.28 0.39 0.42]
+        """
         return self.values(layer, what, unit)
 
 def _layer_weights(rnn: nn.Module, layer: int):
@@ -236,7 +276,17 @@ def _run_rows(model, rows: torch.Tensor, method: str, edit=None, state=None):
 
 @torch.no_grad()
 def compute_trace(model, ids: torch.Tensor, **kw) -> Trace:
-    """Trace ``model`` over ``ids``; see :func:`_compute_trace` for the options."""
+    """Trace ``model`` over ``ids``; see :func:`_compute_trace` for the options.
+
+    >>> import torch
+    >>> from lab.models import CharRNN, ModelConfig
+    >>> _ = torch.manual_seed(0); model = CharRNN(ModelConfig("gru", 2, 8, 3)).eval()
+    >>> tr = compute_trace(model, torch.tensor([0, 1, 2, 0]), text="ab\\na", vocab="ab\\n")
+    >>> sorted(k for k in tr if k.startswith("layers.1")), tr["topk.ids"].shape
+    (['layers.1.gates.candidate', 'layers.1.gates.reset', 'layers.1.gates.update', 'layers.1.hidden'], (4, 3))
+    >>> print(tr["loss"].round(2))      # -log p(next character); none after the last
+    [1.14 0.95 1.23  nan]
+    """
     saved = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False  # TF32 would cost the float32 exactness traces promise
     try:

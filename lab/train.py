@@ -37,12 +37,28 @@ from lab.models import CharRNN, ModelConfig, count_parameters, detach_state, wid
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss became NaN or infinite; the last good checkpoint is kept.
+
+    >>> import tempfile
+    >>> from lab.corpus import Corpus
+    >>> corpus = Corpus.from_text("toy", "abcab\\n" * 100)
+    >>> cfg = TrainConfig(kind="rnn", width=8, epochs=1, batch=2, seq_len=10, lr=float("inf"))
+    >>> try: train(cfg, tempfile.mkdtemp(), corpus=corpus, device="cpu", progress=False)
+    ... except TrainingDiverged as e: print(e)
+    the training loss became nan at epoch 1, step 2. No checkpoint was written in /... before that.
+    Start a new run folder with a lower --lr or --grad-clip (resuming with the same options would
+    diverge again).
+    """
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run; it travels inside every checkpoint."""
+    """Everything that defines a training run; it travels inside every checkpoint.
+
+    >>> cfg = TrainConfig(kind="gru", layers=2, dropout=0.25)      # the rest: the paper's protocol
+    >>> cfg.corpus, cfg.epochs, cfg.batch, cfg.seq_len, cfg.lr
+    ('war_and_peace', 50, 100, 100, 0.002)
+    """
 
     corpus: str = "war_and_peace"   # a known corpus name or a path to a UTF-8 file
     kind: str = "lstm"
@@ -66,7 +82,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """Build from a dict; unknown keys are an error that names them."""
+        """Build from a dict; unknown keys are an error that names them.
+
+        >>> TrainConfig.from_dict({"kind": "gru", "epochs": 3}).epochs
+        3
+        >>> try: TrainConfig.from_dict({"kind": "gru", "epoch": 3})
+        ... except ValueError as e: print(e)
+        unknown training options ['epoch']; known: corpus, kind, layers, row, width, dropout, epochs, ...
+        """
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown training options {sorted(unknown)}; known: "
@@ -74,11 +97,23 @@ class TrainConfig:
         return cls(**d)
 
     def model_config(self, vocab_size: int) -> ModelConfig:
+        """The model shape for ``vocab_size`` characters: ``width``, else the Table 1 ``row``'s width.
+
+        >>> TrainConfig(kind="gru", layers=2, row=128).model_config(65)
+        ModelConfig(kind='gru', layers=2, width=96, vocab_size=65, dropout=0.0)
+        >>> TrainConfig(kind="gru", width=8).model_config(65).width
+        8
+        """
         width = self.width or width_for(self.kind, self.layers, self.row, vocab_size)
         return ModelConfig(self.kind, self.layers, width, vocab_size, self.dropout)
 
     def lr_at(self, epoch: int) -> float:
-        """Learning rate during ``epoch`` (0-based)."""
+        """Learning rate during ``epoch`` (0-based).
+
+        >>> cfg = TrainConfig()                  # 2e-3, then x0.95 per epoch after the first 10
+        >>> [round(cfg.lr_at(e), 6) for e in (0, 9, 10, 11)]
+        [0.002, 0.002, 0.0019, 0.001805]
+        """
         return self.lr * self.lr_decay ** max(0, epoch + 1 - self.decay_after)
 
 
@@ -104,17 +139,41 @@ def pick_device(device: str | None = None) -> torch.device:
 
 
 def batches_per_epoch(n_chars: int, batch: int, seq_len: int) -> int:
+    """Training steps in one epoch: ``n_chars`` cut into ``batch`` streams, read ``seq_len`` at a time.
+
+    Each step's targets are its inputs shifted by one, so a stream's last character is
+    only ever a target.
+
+    >>> batches_per_epoch(2_556_971, batch=100, seq_len=100)      # War and Peace's training split
+    255
+    """
     return (n_chars // batch - 1) // seq_len
 
 
 def stream_view(ids: torch.Tensor, batch: int) -> torch.Tensor:
-    """Cut a split into ``batch`` contiguous streams (batch, chars // batch)."""
+    """Cut a split into ``batch`` contiguous streams (batch, chars // batch).
+
+    >>> import torch
+    >>> stream_view(torch.arange(10), 3).tolist()            # the leftover character is dropped
+    [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    """
     n = ids.numel() // batch
     return ids[: n * batch].view(batch, n)
 
 
 def train_step(model, optimizer, x, y, state, grad_clip: float):
-    """One truncated-BPTT step; returns the (unsynchronised) loss tensor and new state."""
+    """One truncated-BPTT step; returns the (unsynchronised) loss tensor and new state.
+
+    >>> import torch
+    >>> from lab.models import CharRNN, ModelConfig
+    >>> _ = torch.manual_seed(0)
+    >>> model = CharRNN(ModelConfig("lstm", 1, 8, 5))
+    >>> opt = torch.optim.RMSprop(model.parameters(), lr=2e-3)
+    >>> ids = torch.randint(0, 5, (2, 11))                   # 2 streams of 10 steps, plus the targets
+    >>> loss, state = train_step(model, opt, ids[:, :-1], ids[:, 1:], None, grad_clip=5.0)
+    >>> round(loss.item(), 2), [tuple(s.shape) for s in state]    # LSTM state (h, c): (layers, batch, width)
+    (1.61, [(1, 2, 8), (1, 2, 8)])
+    """
     logits, state = model(x, state)
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
     optimizer.zero_grad(set_to_none=True)
@@ -131,6 +190,14 @@ def char_losses(model, ids: torch.Tensor, streams: int = 100, burn_in: int = 200
 
     The text is cut into ``streams`` parallel pieces; each starts ``burn_in`` characters
     early (inside the text) so that its first counted characters have context.
+
+    >>> import torch
+    >>> from lab.models import CharRNN, ModelConfig
+    >>> _ = torch.manual_seed(0)
+    >>> model = CharRNN(ModelConfig("lstm", 1, 8, 5))
+    >>> losses = char_losses(model, torch.randint(0, 5, (50,)))
+    >>> losses.shape, round(losses.mean().item(), 1)         # untrained: about ln(5) = 1.6 each
+    (torch.Size([49]), 1.6)
     """
     was_training = model.training
     model.eval()
@@ -158,7 +225,15 @@ def char_losses(model, ids: torch.Tensor, streams: int = 100, burn_in: int = 200
 
 
 def evaluate(model, ids: torch.Tensor, **kw) -> float:
-    """Mean cross-entropy in nats per character over ``ids``."""
+    """Mean cross-entropy in nats per character over ``ids``.
+
+    >>> import torch
+    >>> from lab.models import CharRNN, ModelConfig
+    >>> _ = torch.manual_seed(0)
+    >>> model = CharRNN(ModelConfig("lstm", 1, 8, 5))
+    >>> round(evaluate(model, torch.randint(0, 5, (50,))), 2)   # untrained: near ln(5) = 1.61
+    1.6
+    """
     return char_losses(model, ids, **kw).mean().item()
 
 
@@ -178,7 +253,16 @@ def _rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
 
 
 class Trainer:
-    """A training run bound to a folder; ``run()`` trains, ``resume=True`` continues exactly."""
+    """A training run bound to a folder; ``run()`` trains, ``resume=True`` continues exactly.
+
+    >>> import tempfile
+    >>> from lab.corpus import Corpus
+    >>> corpus = Corpus.from_text("toy", "abcab\\n" * 100)
+    >>> cfg = TrainConfig(kind="gru", width=8, epochs=1, batch=2, seq_len=10)
+    >>> trainer = Trainer(cfg, tempfile.mkdtemp(), corpus=corpus, device="cpu", progress=False)
+    >>> trainer.steps_per_epoch, tuple(trainer.data.shape)    # 2 streams of the 480 training chars
+    (23, (2, 240))
+    """
 
     def __init__(self, cfg: TrainConfig, run_dir, corpus: Corpus | None = None, device=None,
                  data_dir=None, resume: bool = False, progress: bool = True):
@@ -309,7 +393,20 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------
     def run(self, max_seconds: float | None = None) -> dict:
-        """Train until ``cfg.epochs`` (or ``max_seconds`` of wall time, resumable)."""
+        """Train until ``cfg.epochs`` (or ``max_seconds`` of wall time, resumable).
+
+        >>> import tempfile
+        >>> from lab.corpus import Corpus
+        >>> corpus = Corpus.from_text("toy", "abcab\\n" * 100)
+        >>> cfg = TrainConfig(kind="gru", width=8, epochs=1, batch=2, seq_len=10)
+        >>> run = tempfile.mkdtemp()
+        >>> Trainer(cfg, run, corpus=corpus, device="cpu", progress=False).run(max_seconds=0)  # one step
+        {'finished': False, 'epochs': 0, 'step': 1, 'best_val_loss': inf}
+        >>> summary = Trainer(cfg, run, corpus=corpus, device="cpu", progress=False, resume=True).run()
+        >>> import os
+        >>> summary["finished"], summary["epochs"], sorted(os.listdir(run))
+        (True, 1, ['best.safetensors', 'last.safetensors', 'metrics.jsonl', 'summary.json'])
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg, T = self.cfg, self.cfg.seq_len
         started = time.time()
@@ -400,7 +497,23 @@ class Trainer:
         save_checkpoint(self.run_dir / "best.safetensors", tensors, self._meta(kind="best", val_loss=val))
 
     def finish(self) -> dict:
-        """Score the best checkpoint on test; write ``summary.json``; return it."""
+        """Score the best checkpoint on test; write ``summary.json``; return it.
+
+        :meth:`run` calls it at the end; calling it again scores ``best.safetensors`` anew.
+
+        >>> import tempfile
+        >>> from lab.corpus import Corpus
+        >>> corpus = Corpus.from_text("toy", "abcab\\n" * 100)
+        >>> cfg = TrainConfig(kind="gru", width=8, epochs=1, batch=2, seq_len=10)
+        >>> run = tempfile.mkdtemp()
+        >>> trainer = Trainer(cfg, run, corpus=corpus, device="cpu", progress=False); _ = trainer.run()
+        >>> summary = trainer.finish()
+        >>> summary["width"], summary["params"], summary["best_epoch"], round(summary["test_loss"], 1)
+        (8, 372, 1, 1.3)
+        >>> import json, pathlib
+        >>> json.loads((pathlib.Path(run) / "summary.json").read_text()) == summary
+        True
+        """
         best = self.run_dir / "best.safetensors"
         tensors, meta = load_checkpoint(best, self.device)
         model = CharRNN(ModelConfig.from_dict(meta["model_config"])).to(self.device)
@@ -443,7 +556,16 @@ def _device_name(device: torch.device) -> str:
 
 def train(cfg: TrainConfig, run_dir, corpus: Corpus | None = None, device=None, data_dir=None,
           resume: bool = False, progress: bool = True, max_seconds: float | None = None) -> dict:
-    """Train ``cfg`` in ``run_dir`` (see the module docstring); returns the summary."""
+    """Train ``cfg`` in ``run_dir`` (see the module docstring); returns the summary.
+
+    >>> import tempfile
+    >>> from lab.corpus import Corpus
+    >>> corpus = Corpus.from_text("toy", "abcab\\n" * 100)
+    >>> cfg = TrainConfig(kind="gru", width=8, epochs=1, batch=2, seq_len=10)
+    >>> summary = train(cfg, tempfile.mkdtemp(), corpus=corpus, device="cpu", progress=False)
+    >>> summary["finished"], summary["epochs"], summary["params"], round(summary["test_loss"], 1)
+    (True, 1, 372, 1.3)
+    """
     trainer = Trainer(cfg, run_dir, corpus=corpus, device=device, data_dir=data_dir,
                       resume=resume, progress=progress)
     return trainer.run(max_seconds=max_seconds)

@@ -230,12 +230,6 @@ def test_write_replaces_and_keeps_usual_permissions(ckpt):
     assert sorted(p.name for p in ckpt.parent.iterdir()) == ["last.safetensors"]
 
 
-def test_doctests():
-    import doctest
-    result = doctest.testmod(lab.checkpoint)
-    assert result.attempted > 0 and result.failed == 0
-
-
 def test_code_commit_is_git_unless_vurn_commit_names_it(monkeypatch):
     from lab.checkpoint import code_commit
     monkeypatch.delenv("VURN_COMMIT", raising=False)

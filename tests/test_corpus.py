@@ -5,14 +5,12 @@ it is not set. The user cache is a temporary folder and downloads go nowhere.
 """
 from __future__ import annotations
 
-import doctest
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
-import lab.corpus
 from lab.corpus import KNOWN, Corpus, CorpusError, find_corpus_file, load_corpus, read_text
 
 pytestmark = pytest.mark.usefixtures("offline_cache")
@@ -216,6 +214,3 @@ def test_not_found_download_fails_clearly(monkeypatch, offline_cache):
     assert not offline_cache.exists() or list(offline_cache.iterdir()) == []
 
 
-def test_doctests():
-    result = doctest.testmod(lab.corpus)
-    assert result.failed == 0 and result.attempted > 0

@@ -5,7 +5,6 @@ reaches the internet and the user cache is a temporary folder.
 """
 from __future__ import annotations
 
-import doctest
 import http.server
 import io
 import os
@@ -15,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-import lab.download
 from lab.corpus import KNOWN, CorpusError, KnownCorpus, load_corpus, sha256_text
 from lab.download import DownloadError, VerificationError, download, fetch_corpus, linux_text, strip_gutenberg
 
@@ -345,6 +343,3 @@ def test_fetch_bad_arguments(tmp_path):
         fetch_corpus("war_and_peace", source=tmp_path)
 
 
-def test_doctests():
-    result = doctest.testmod(lab.download)
-    assert result.failed == 0 and result.attempted > 0

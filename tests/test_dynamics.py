@@ -1,22 +1,16 @@
 """Training dynamics (lab.dynamics): snapshots during training, and their distance to n-NNs."""
 from __future__ import annotations
 
-import doctest
 import math
 
 import pytest
 import torch
 
-import lab.dynamics
 from lab.corpus import Corpus
 from lab.dynamics import lstm_log_probs, nnn_log_probs, similarity_over_training, snapshots, symmetric_kl
 from lab.nnn import NNNConfig, char_probs, fit
 from lab.train import TrainConfig, char_losses, train
 from tests.toy import toy_text
-
-
-def test_doctests():
-    assert doctest.testmod(lab.dynamics).failed == 0
 
 
 def test_symmetric_kl_by_hand():

@@ -3,7 +3,6 @@ every error in exactly one category, in the oracles' order; settings that change
 result as they should; and a clear message for each kind of bad input."""
 from __future__ import annotations
 
-import doctest
 import itertools
 import math
 
@@ -11,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-import lab.errors
 from lab.corpus import Corpus
 from lab.errors import (
     CATEGORIES,
@@ -39,11 +37,6 @@ OFF = {"orders": (), "memory_spans": (), "rare_counts": (), "word_starts": "", "
 def same(a, b) -> bool:
     """Equal lists, NaN equal to NaN."""
     return len(a) == len(b) and all((math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(a, b))
-
-
-def test_doctests():
-    result = doctest.testmod(lab.errors)
-    assert result.failed == 0 and result.attempted > 20
 
 
 # -- each oracle on a constructed text ------------------------------------------------------------

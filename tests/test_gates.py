@@ -90,7 +90,3 @@ def test_thresholds_travel_with_the_table():
     assert gates.saturation(synthetic(), left=0.2, right=0.7).attrs == {"left": 0.2, "right": 0.7}
 
 
-def test_doctests():
-    import doctest
-    result = doctest.testmod(gates)
-    assert result.attempted >= 6 and result.failed == 0

@@ -7,7 +7,6 @@ one torch thread; each child costs a few seconds, mostly torch's import.
 """
 from __future__ import annotations
 
-import doctest
 import json
 import os
 import random
@@ -339,11 +338,6 @@ def test_bootstrap_se_shrinks_with_more_data():
     assert bootstrap_se(large) < bootstrap_se(small) / 3
     with pytest.raises(ValueError, match="too few"):
         bootstrap_se([1.0] * 50)
-
-
-def test_doctests():
-    result = doctest.testmod(lab.grid)
-    assert result.attempted >= 3 and result.failed == 0
 
 
 # -- keeping checkpoints ------------------------------------------------------------------------

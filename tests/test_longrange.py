@@ -55,10 +55,7 @@ def test_lengths_are_checked():
 
 
 def test_results_dir_finds_the_committed_results_and_names_a_missing_one(monkeypatch, tmp_path):
-    import doctest
-
     import lab.results
-    assert doctest.testmod(lab.results).failed == 0
     monkeypatch.setenv("VURN_RESULTS", str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="VURN_RESULTS"):
         lab.results.results_dir()

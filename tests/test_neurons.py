@@ -1,13 +1,11 @@
 """The neuron page's numbers (lab.neurons) on hand-made values and a small random LSTM."""
 from __future__ import annotations
 
-import doctest
 
 import numpy as np
 import pytest
 import torch
 
-import lab.neurons
 from lab import cells
 from lab.neurons import (
     histogram,
@@ -25,10 +23,6 @@ TEXT = 'He said "yes" and (then) "no".\n' * 30
 @pytest.fixture(scope="module")
 def trace():
     return toy_trace(TEXT, width=12, dtype=torch.float32)
-
-
-def test_doctests():
-    assert doctest.testmod(lab.neurons, optionflags=doctest.ELLIPSIS).failed == 0
 
 
 def test_histogram_counts_every_value_once():

@@ -5,7 +5,6 @@ the formulas with dicts of tuples, sharing no code with lab.ngram.
 """
 from __future__ import annotations
 
-import doctest
 import os
 from collections import Counter
 from fractions import Fraction as F
@@ -14,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-import lab.ngram
 from lab.ngram import MAX_ORDER, NGramError, NGramModel, kn_discounts, loss_table
 
 
@@ -275,11 +273,6 @@ def test_loss_table():
     m = NGramModel.fit(text, 3, 3)
     assert list(t.index) == [1, 3] and list(t.columns) == ["val", "test"]
     assert np.isclose(t.loc[3, "test"], m.loss([2, 1, 0], order=3))
-
-
-def test_doctests():
-    result = doctest.testmod(lab.ngram)
-    assert result.attempted > 5 and result.failed == 0
 
 
 # --------------------------------------------------------------------------- real text

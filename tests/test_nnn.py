@@ -1,19 +1,13 @@
 """n-NN baselines (lab.nnn): the model is the paper's dense layer, contexts line up, training learns."""
 from __future__ import annotations
 
-import doctest
 
 import pytest
 import torch
 
-import lab.nnn
 from lab.corpus import Corpus
 from lab.nnn import NNN, NNNConfig, char_probs, contexts, fit, loss, select_hidden
 from tests.toy import toy_text
-
-
-def test_doctests():
-    assert doctest.testmod(lab.nnn).failed == 0
 
 
 def test_the_lookup_is_the_dense_layer_over_concatenated_one_hot_vectors():

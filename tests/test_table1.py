@@ -129,11 +129,6 @@ def test_missing_results_say_how_to_make_them(tmp_path):
         T.load_blocks(tmp_path / "table1_blocks.csv")
 
 
-def test_doctests():
-    import doctest
-    assert doctest.testmod(T).failed == 0
-
-
 def test_correct_char_probs_refuses_a_model_of_another_corpus(tmp_path):
     from lab.checkpoint import CheckpointError
     from lab.corpus import Corpus

@@ -382,10 +382,3 @@ def test_streams_with_burn_in_agree_with_one_continuous_stream():
     assert (cold - one).abs().max() > 0.5
 
 
-def test_doctests():
-    import doctest
-
-    import lab.sample
-    for module in (TRAIN, lab.sample):
-        result = doctest.testmod(module)
-        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -5,15 +5,12 @@ tests/test_browser_colourer.py.
 """
 from __future__ import annotations
 
-import doctest
 from pathlib import Path
 
 import numpy as np
 import pytest
 import traitlets
 
-import widgets.export
-import widgets.neuron
 from lab import cells
 from tests.toy import toy_trace
 from widgets import NeuronPage, TextColourer, side_by_side
@@ -25,11 +22,6 @@ TEXT = 'She said "come" and he said "no".\n' * 20
 @pytest.fixture(scope="module")
 def trace():
     return toy_trace(TEXT, width=10)
-
-
-def test_doctests():
-    for module in (widgets.export, widgets.neuron):
-        assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
 
 
 def test_values_go_once_as_float16_for_the_whole_layer(trace):

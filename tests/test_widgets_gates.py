@@ -1,7 +1,6 @@
 """widgets.gates: Figure 3 as linked Bokeh plots (Python side; tests/test_browser_gates.py clicks)."""
 from __future__ import annotations
 
-import doctest
 import re
 import xml.etree.ElementTree as ET
 
@@ -10,7 +9,6 @@ import pytest
 import torch
 from bokeh.models import BoxSelectTool, GlyphRenderer, HoverTool, Quad, Span, TapTool
 
-import widgets.gates
 from lab import gates
 from lab.models import CharRNN, ModelConfig
 from lab.trace import compute_trace
@@ -57,11 +55,6 @@ class Recorder:
     def unit(self, value):
         self.calls.append(("unit", value))
         self._unit = value
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(widgets.gates)
-    assert result.attempted >= 20 and result.failed == 0
 
 
 def test_lstm_has_the_papers_three_panels_coloured_by_layer(lstm):

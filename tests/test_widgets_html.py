@@ -1,14 +1,12 @@
 """widgets.html: the static coloured-text export."""
 from __future__ import annotations
 
-import doctest
 import re
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 
-import widgets.html
 from widgets.html import ColouredText, colour_of, colour_text
 
 SPAN = re.compile(r'<span style="background:(#[0-9a-f]{6})[^"]*" title="([^"]*)">(.*?)</span>', re.S)
@@ -29,11 +27,6 @@ def shown_text(html: str) -> str:
     p = _Text()
     p.feed(html)
     return "".join(p.chunks)
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(widgets.html)
-    assert result.attempted >= 5 and result.failed == 0
 
 
 def test_special_characters_are_escaped_and_come_back_unchanged():

@@ -1,13 +1,11 @@
 """widgets.models.ModelMap: the t-SNE of the models; a tap opens the model in a Session, or says why not."""
 from __future__ import annotations
 
-import doctest
 
 import pandas as pd
 import pytest
 import torch
 
-import widgets.models
 from lab.checkpoint import save_checkpoint
 from lab.models import CharRNN, ModelConfig
 from lab.session import Session
@@ -91,10 +89,6 @@ def test_bad_points_and_html_export(tmp_path):
     page = ModelMap(points(), checkpoints=[]).to_html(tmp_path / "map.html")
     assert page.startswith("<!DOCTYPE html>") and "cdn.bokeh.org" not in page
     assert (tmp_path / "map.html").read_text(encoding="utf-8") == page
-
-
-def test_doctests():
-    assert doctest.testmod(widgets.models).failed == 0
 
 
 def test_a_checkpoint_that_fails_to_open_is_reported_and_a_cleared_tap_clears(tmp_path):

@@ -34,6 +34,14 @@ class TextColourer(anywidget.AnyWidget):
     """Text coloured by the value of one unit of a :class:`lab.trace.Trace`.
 
     ``selection`` holds the [start, end) character span the user last selected.
+
+        >>> from lab import Session
+        >>> tr = Session.load("war_and_peace_lstm", device="cpu").trace('He said, "Yes." Then he left.')
+        >>> w = TextColourer(tr, layer=1, unit=283)     # the quote cell
+        >>> w
+        TextColourer(29 chars, layer 1, unit 283, cell)
+        >>> w.what = "forget"; w.label                   # a trait change recolours the text
+        'forget · layer 1'
     """
 
     _esm = HERE / "colourer.js"
@@ -172,6 +180,14 @@ class TextColourer(anywidget.AnyWidget):
 
         Keyword arguments go to :func:`lab.cells.query_span` (``layers``, ``threshold``,
         ``tolerance``, ``min_length``, ``hypothesis``...). Returns the :class:`lab.cells.SpanQuery`.
+
+            >>> from lab import Session
+            >>> tr = Session.load("war_and_peace_lstm", device="cpu").trace('He said, "Yes." Then he left.')
+            >>> w = TextColourer(tr)
+            >>> q = w.query(9, 15)                           # select '"Yes."'
+            >>> print(w.query_text)
+            selection 9-15: units 1:283-, 1:64- on at +0.06; 2 matches (underlined);
+            vs inside_quotes: precision 1.00, recall 0.83
         """
         from lab.cells import query_span
         q = query_span(self.trace, (start, end), what=self.what, **kw)
@@ -190,7 +206,12 @@ class TextColourer(anywidget.AnyWidget):
         return q
 
     def unit_values(self) -> np.ndarray:
-        """The shown unit's values over the text (T,), as coloured."""
+        """The shown unit's values over the text (T,), as coloured.
+
+            >>> w = TextColourer.from_arrays("abc", {"LSTM": [0.9, 0.5, 0.1], "5-gram": [0.4, 0.4, 0.2]}, 0, 1)
+            >>> w.unit = 1; print(w.label, w.unit_values())
+            5-gram [0.4 0.4 0.2]
+        """
         return self.trace.unit(self.layer, self.unit, self.what)
 
     def save(self, path: str | Path, start: int = 0, end: int | None = None, **kw) -> str:
@@ -198,6 +219,12 @@ class TextColourer(anywidget.AnyWidget):
 
         The suffix picks the format: ``.html`` (standalone page), ``.png``, ``.svg`` or
         ``.pdf`` (for papers; see :func:`widgets.export.save_coloured_text`). Returns the path.
+
+            >>> import pathlib, tempfile
+            >>> w = TextColourer.from_arrays('say "hi"', {"unit": [0, 0, 0, 0, 1, 1, 1, 1]})
+            >>> path = w.save(pathlib.Path(tempfile.mkdtemp()) / "quote.png", 3, 8)
+            >>> open(path, "rb").read(4)
+            b'\\x89PNG'
         """
         path = Path(path)
         if path.suffix.lower() in (".html", ".htm"):
@@ -209,7 +236,13 @@ class TextColourer(anywidget.AnyWidget):
         return save_coloured_text(path, self.text[start:end], values, self.vmin, self.vmax, caption=caption, **kw)
 
     def to_html(self, path: str | Path | None = None, start: int = 0, end: int | None = None) -> str:
-        """A standalone HTML page of the text coloured by the current unit (no scripts, no network)."""
+        """A standalone HTML page of the text coloured by the current unit (no scripts, no network).
+
+            >>> w = TextColourer.from_arrays("a<b", {"unit": [-1, 0, 1]})
+            >>> page = w.to_html()
+            >>> page.count("<span"), "&lt;" in page, "<script" in page
+            (3, True, False)
+        """
         from widgets.html import colour_text
         body = colour_text(self.text[start:end], self.unit_values()[start:end], self.vmin, self.vmax)
         page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(self.label)} unit {self.unit}</title>"
@@ -220,7 +253,12 @@ class TextColourer(anywidget.AnyWidget):
 
 
 class ArrayTrace:
-    """Named per-character series dressed as a one-layer trace, so the colourer can show them."""
+    """Named per-character series dressed as a one-layer trace, so the colourer can show them.
+
+        >>> tr = ArrayTrace("abc", {"LSTM": [0.9, 0.5, 0.1], "5-gram": [0.4, 0.4, 0.2]})
+        >>> tr.width, tr.vocab                    # one "unit" per series
+        (2, ('a', 'b', 'c'))
+    """
 
     n_layers = 1
 
@@ -245,6 +283,12 @@ class ArrayTrace:
         raise KeyError(key)
 
     def values(self, layer: int, what: str = "hidden", unit: int | None = None) -> np.ndarray:
+        """All series as (T, series) (``what`` is ignored), or one series (T,) when ``unit`` is given.
+
+            >>> tr = ArrayTrace("abc", {"LSTM": [0.9, 0.5, 0.1], "5-gram": [0.4, 0.4, 0.2]})
+            >>> tr.values(0).shape
+            (3, 2)
+        """
         if layer != 0:
             raise IndexError(f"layer {layer} does not exist: series have one layer, 0")
         if unit is not None and not 0 <= unit < self.width:
@@ -252,13 +296,23 @@ class ArrayTrace:
         return self._matrix if unit is None else self._matrix[:, unit]
 
     def unit(self, layer: int, unit: int, what: str = "hidden") -> np.ndarray:
+        """Series number ``unit`` (T,); the layer is always 0.
+
+            >>> tr = ArrayTrace("abc", {"LSTM": [0.9, 0.5, 0.1], "5-gram": [0.4, 0.4, 0.2]})
+            >>> print(tr.unit(0, 1))
+            [0.4 0.4 0.2]
+        """
         return self.values(layer, what, unit)
 
 
 def side_by_side(trace, units, what: str = "cell", height: int = 300, **kw):
     """Colourers for several (layer, unit) pairs in a row, each with its own sliders.
 
-        >>> side_by_side(tr, [(1, 283), (1, 12)])        # doctest: +SKIP
+        >>> from lab import Session
+        >>> tr = Session.load("war_and_peace_lstm", device="cpu").trace('He said, "Yes."')
+        >>> row = side_by_side(tr, [(1, 283), (1, 12)])
+        >>> [(w.layer, w.unit) for w in row.children]
+        [(1, 283), (1, 12)]
     """
     import ipywidgets
     units = list(units)

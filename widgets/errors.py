@@ -138,14 +138,33 @@ class ErrorExplorer(anywidget.AnyWidget):
         return -(-len(self._positions()) // self.per_page)
 
     def select(self, model: str, category: str, page: int = 0) -> None:
-        """Select a model's category and show one page of its examples (as a click on its bar)."""
+        """Select a model's category and show one page of its examples (as a click on its bar).
+
+            >>> from lab.errors import OracleConfig, error_breakdown
+            >>> r = error_breakdown("ab ab ab", [0.9, 0.1, 0.2, 0.45, 0.1, 0.2, 0.3], word_counts={"ab": 9},
+            ...                     config=OracleConfig(orders=()), name="toy")
+            >>> w = ErrorExplorer(r, per_page=1)
+            >>> w.select("toy", "memory"); w.n_selected, w.n_pages, w.shown
+            (2, 2, [4])
+        """
         with self.hold_trait_notifications():
             self.model_name, self.category = model, category
         self.page = page
 
     @property
     def selection(self) -> dict:
-        """What the user selected: model, category, page and the text positions shown."""
+        """What the user selected: model, category, page and the text positions shown.
+
+            >>> from lab.errors import OracleConfig, error_breakdown
+            >>> r = error_breakdown("ab ab ab", [0.9, 0.1, 0.2, 0.45, 0.1, 0.2, 0.3], word_counts={"ab": 9},
+            ...                     config=OracleConfig(orders=()), name="toy")
+            >>> w = ErrorExplorer(r)
+            >>> w.selection
+            {'model': '', 'category': '', 'page': 0, 'positions': []}
+            >>> w.category = "memory"; w.model_name = "toy"     # as set from the browser
+            >>> w.selection
+            {'model': 'toy', 'category': 'memory', 'page': 0, 'positions': [4, 7]}
+        """
         return {"model": self.model_name, "category": self.category, "page": self.page, "positions": list(self.shown)}
 
     def _on_choice(self, change) -> None:

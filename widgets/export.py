@@ -43,6 +43,13 @@ def save_coloured_text(path, text: str, values, vmin: float = -1.0, vmax: float 
     """Write ``text`` coloured by ``values`` (T,) or (k, T) to ``path``; the format is its suffix.
 
     ``.png``, ``.svg`` or ``.pdf``. Lines longer than ``wrap`` characters wrap. Returns the path.
+
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "two_units.png"
+        >>> save_coloured_text(path, "ab\\ncd", [[-1, 0, 0, 0, 1], [1, 1, 0, 0, -1]], caption="stacked: 2 units")
+        '...two_units.png'
+        >>> path.read_bytes()[:4], path.stat().st_size > 0
+        (b'\\x89PNG', True)
     """
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")

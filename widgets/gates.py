@@ -78,6 +78,15 @@ class GateSaturation(ipywidgets.VBox):
     histogram shows the chosen unit's activations; a table alone has no activations.
     ``targets`` are linked at once (see :meth:`link`). ``selected`` holds the chosen
     (layer, unit) pairs, ``gate`` the gate of the histograms.
+
+        >>> from lab import Session
+        >>> tr = Session.load("war_and_peace_lstm", device="cpu").trace('He said, "Yes." Then he left.')
+        >>> fig = GateSaturation(tr)
+        >>> fig
+        GateSaturation(LSTM, layers 0-1, 614 units; forget, input, output; 0 selected)
+        >>> fig.gate = "output"; fig.select([(1, 283)])     # as the gate buttons and a tap do
+        >>> fig.activations_figure.title.text
+        'output gate activations: layer 1, unit 283'
     """
 
     selected = traitlets.List()

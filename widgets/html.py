@@ -113,6 +113,13 @@ class ColouredText:
 
     @property
     def html(self) -> str:
+        """The HTML string (the caption first, when there is one), to save to a file.
+
+            >>> ColouredText("a<b", [-1, 0, 1], caption="unit 283").html[:80]
+            '<div class="vurn-caption" style="font-size:90%;margin-bottom:4px">unit 283</div>'
+            >>> ColouredText("a<b", [-1, 0, 1]).html.count("<span")
+            3
+        """
         return colour_text(self.text, self.values, self.vmin, self.vmax, self.caption)
 
     def _repr_html_(self) -> str:

@@ -35,7 +35,19 @@ def _aligned(p) -> np.ndarray:
 
 class CompareBars(ipywidgets.VBox):
     """Bars of ``table`` (columns label, count, p_a, p_b, difference); a tap shows that bar's
-    ``positions[label]`` (character indices of ``text``) in a colourer of both models' probabilities."""
+    ``positions[label]`` (character indices of ``text``) in a colourer of both models' probabilities.
+
+    ``p_a[i]`` and ``p_b[i]`` are the two models' probabilities of ``text[i + 1]``.
+
+        >>> import pandas as pd
+        >>> table = pd.DataFrame({"label": ["vowel", "consonant"], "count": [1, 2], "p_a": [0.9, 0.6],
+        ...                       "p_b": [0.5, 0.5], "difference": [0.4, 0.1]})
+        >>> bars = CompareBars("abab", [0.6, 0.9, 0.6], [0.5, 0.5, 0.5], table, {"vowel": [2], "consonant": [1, 3]})
+        >>> bars.select("consonant"); bars
+        CompareBars(2 bars, selected 'consonant', 2 examples)
+        >>> bars.colourer.series                    # hover a character for all three
+        ['LSTM - 20-gram', 'LSTM', '20-gram']
+    """
 
     selected = traitlets.Unicode("")
 
@@ -70,7 +82,12 @@ class CompareBars(ipywidgets.VBox):
         return f"CompareBars({len(self.table)} bars, selected {self.selected!r}, {len(self.examples)} examples)"
 
     def select(self, label: str) -> None:
-        """Choose a bar from Python, as a tap does."""
+        """Choose a bar from Python, as a tap does.
+
+            >>> bars = character_bars("abab", [0.6, 0.9, 0.6], [0.5, 0.5, 0.5])
+            >>> bars.select("b"); bars.examples.tolist(), bars.colourer.scroll_to
+            ([1, 3], 1)
+        """
         rows = np.flatnonzero(self.table.label.to_numpy() == label)
         if not len(rows):
             raise KeyError(f"no bar {label!r}; bars: {', '.join(map(repr, self.table.label[:20]))}...")
@@ -91,7 +108,12 @@ class CompareBars(ipywidgets.VBox):
 
 
 def character_bars(text: str, p_a, p_b, names=("LSTM", "20-gram"), min_count: int = 1, **kw) -> CompareBars:
-    """Mean probability of each character under both models (sorted by the difference), clickable."""
+    """Mean probability of each character under both models (sorted by the difference), clickable.
+
+        >>> bars = character_bars("abab", [0.6, 0.9, 0.6], [0.5, 0.5, 0.5], names=("LSTM", "5-gram"))
+        >>> bars.table[["label", "count", "difference"]].round(2).values.tolist()
+        [['a', 1, 0.4], ['b', 2, 0.1]]
+    """
     table = by_character(text, p_a, p_b, min_count).rename(columns={"char": "label"})
     chars = np.array(list(text))
     positions = {c: np.flatnonzero(chars == c)[np.flatnonzero(chars == c) > 0] for c in table.label}
@@ -102,7 +124,16 @@ def character_bars(text: str, p_a, p_b, names=("LSTM", "20-gram"), min_count: in
 
 def brace_bars(text: str, p_a, p_b, names=("LSTM", "20-gram"),
                edges=(0, 5, 10, 20, 40, 60, 80, 100, 150, 200, 400, 10**9), **kw) -> CompareBars:
-    """Each closing brace's probability under both models, binned by the distance to its ``{``."""
+    """Each closing brace's probability under both models, binned by the distance to its ``{``.
+
+        >>> import numpy as np
+        >>> text = "{a}{bbbbbb}"                 # closing braces 2 and 7 characters after their {
+        >>> p_lstm, p_ngram = np.full(10, 0.5), np.full(10, 0.5)
+        >>> p_ngram[9] = 0.1                     # the n-gram misses the far brace
+        >>> bars = brace_bars(text, p_lstm, p_ngram, edges=(0, 5, 100))
+        >>> bars.table[["label", "count", "difference"]].round(2).values.tolist()
+        [['[0, 5)', 1, 0.0], ['[5, 100)', 1, 0.4]]
+    """
     df = closing_braces(text, p_a, p_b)
     df["bin"] = pd.cut(df.distance, list(edges), right=False)
     g = df.groupby("bin", observed=True)

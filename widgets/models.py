@@ -66,6 +66,18 @@ class ModelMap(ipywidgets.VBox):
     optionally status and test_loss). ``checkpoints`` lists folders to look in: grid
     folders (``runs/NAME/best.safetensors``) or folders of ``NAME.safetensors``.
     ``selected`` is the tapped model's name; ``session`` its Session once opened.
+
+        >>> import pathlib, tempfile
+        >>> import pandas as pd
+        >>> csv = pathlib.Path(tempfile.mkdtemp()) / "map.csv"
+        >>> _ = csv.write_text("name,kind,layers,row,status,test_loss,x,y\\n"   # a tiny map.csv
+        ...                    "wp-lstm1-64,lstm,1,64,finished,1.52,0.0,0.0\\n"
+        ...                    "wp-gru3-512,gru,3,512,finished,1.08,4.2,1.5\\n")
+        >>> m = ModelMap(pd.read_csv(csv), checkpoints=[])
+        >>> m
+        ModelMap(2 models; selected None)
+        >>> m.source.data["label"]                  # what hovering a point says
+        ['LSTM 1-layer, row 64', 'GRU 3-layer, row 512']
     """
 
     selected = traitlets.Unicode(None, allow_none=True)
@@ -91,7 +103,19 @@ class ModelMap(ipywidgets.VBox):
         return f"ModelMap({len(self.points)} models; selected {self.selected})"
 
     def checkpoint(self, name: str) -> Path | None:
-        """The first checkpoint of model ``name`` found in :attr:`folders`, or None."""
+        """The first checkpoint of model ``name`` found in :attr:`folders`, or None.
+
+            >>> import pathlib, tempfile
+            >>> import pandas as pd
+            >>> grid = pathlib.Path(tempfile.mkdtemp())
+            >>> (grid / "runs" / "wp-lstm1-64").mkdir(parents=True)
+            >>> (grid / "runs" / "wp-lstm1-64" / "best.safetensors").touch()    # a grid folder's run
+            >>> points = pd.DataFrame({"name": ["wp-lstm1-64", "wp-gru3-512"], "kind": ["lstm", "gru"],
+            ...                        "layers": [1, 3], "row": [64, 512], "x": [0.0, 1.0], "y": [0.0, 1.0]})
+            >>> m = ModelMap(points, checkpoints=[grid])
+            >>> m.checkpoint("wp-lstm1-64").relative_to(grid).as_posix(), m.checkpoint("wp-gru3-512")
+            ('runs/wp-lstm1-64/best.safetensors', None)
+        """
         for folder in self.folders:
             for path in (folder / "runs" / name / "best.safetensors", folder / f"{name}.safetensors"):
                 if path.is_file():
@@ -99,7 +123,21 @@ class ModelMap(ipywidgets.VBox):
         return None
 
     def choose(self, name: str) -> None:
-        """Open model ``name`` as a tap would (``selected``, then ``session`` if its checkpoint is here)."""
+        """Open model ``name`` as a tap would (``selected``, then ``session`` if its checkpoint is here).
+
+        Here a folder of ``NAME.safetensors`` holding a copy of the shipped model:
+
+            >>> import pathlib, shutil, tempfile
+            >>> import pandas as pd
+            >>> from lab.pretrained import resolve
+            >>> folder = pathlib.Path(tempfile.mkdtemp())
+            >>> _ = shutil.copy(resolve("war_and_peace_lstm"), folder / "wp-lstm2-307.safetensors")
+            >>> points = pd.DataFrame({"name": ["wp-lstm2-307"], "kind": ["lstm"], "layers": [2], "row": [307],
+            ...                        "x": [0.0], "y": [0.0]})
+            >>> m = ModelMap(points, checkpoints=[folder], device="cpu")
+            >>> m.choose("wp-lstm2-307"); m.session
+            Session(wp-lstm2-307: LSTM 2x307, corpus war_and_peace, device cpu)
+        """
         if name not in set(self.points.name):
             raise KeyError(f"no model {name!r} on this map; it has {', '.join(self.points.name)}")
         if name == self.selected and self.session is None:  # chosen before but not opened: try again
@@ -164,7 +202,17 @@ class ModelMap(ipywidgets.VBox):
         return fig
 
     def to_html(self, path: str | Path | None = None) -> str:
-        """A standalone HTML page of the map (BokehJS inlined: no network)."""
+        """A standalone HTML page of the map (BokehJS inlined: no network).
+
+            >>> import pathlib, tempfile
+            >>> import pandas as pd
+            >>> points = pd.DataFrame({"name": ["wp-lstm1-64"], "kind": ["lstm"], "layers": [1], "row": [64],
+            ...                        "x": [0.0], "y": [0.0]})
+            >>> path = pathlib.Path(tempfile.mkdtemp()) / "map.html"
+            >>> page = ModelMap(points, checkpoints=[]).to_html(path)
+            >>> page[:15], path.stat().st_size > 0, "cdn.bokeh.org" in page
+            ('<!DOCTYPE html>', True, False)
+        """
         page = file_html(self._figure(ColumnDataSource(self._columns())), INLINE, title=self.title)
         if path is not None:
             Path(path).write_text(page, encoding="utf-8")

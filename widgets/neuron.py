@@ -77,6 +77,14 @@ class NeuronPage(ipywidgets.VBox):
     """One unit of a trace on a page; ``layer``, ``unit`` and ``what`` pick it, the buttons page.
 
     ``profile`` holds the :class:`lab.neurons.NeuronProfile` on show.
+
+        >>> from lab import Session
+        >>> tr = Session.load("war_and_peace_lstm", device="cpu").trace('He said, "Yes." Then he left.')
+        >>> page = NeuronPage(tr, layer=1, unit=283)
+        >>> page.profile
+        NeuronProfile(layer 1, unit 283, cell: 29 chars, mean +0.28, range [-0.91, +0.93])
+        >>> page.unit = 12; page.profile.unit               # a trait change redraws the page
+        12
     """
 
     layer = traitlets.Int(0)
@@ -116,7 +124,16 @@ class NeuronPage(ipywidgets.VBox):
         return proposal["value"]
 
     def step(self, by: int) -> None:
-        """Go ``by`` units on (negative: back), into the next or previous layer at the ends."""
+        """Go ``by`` units on (negative: back), into the next or previous layer at the ends.
+
+            >>> from lab import Session
+            >>> tr = Session.load("war_and_peace_lstm", device="cpu").trace('He said, "Yes."')
+            >>> page = NeuronPage(tr, layer=0, unit=306)        # the last unit of layer 0
+            >>> page.step(1); page                              # what the "next" button does
+            NeuronPage(layer 1, unit 0, cell)
+            >>> page.step(-3); page
+            NeuronPage(layer 0, unit 304, cell)
+        """
         flat = (self.layer * self.trace.width + self.unit + by) % (self.trace.n_layers * self.trace.width)
         layer, unit = divmod(flat, self.trace.width)
         with self.hold_trait_notifications():
@@ -126,7 +143,18 @@ class NeuronPage(ipywidgets.VBox):
             self.unit = unit
 
     def link(self, other) -> NeuronPage:
-        """Keep ``other`` (a :class:`widgets.TextColourer`, say) on the same layer and unit, both ways."""
+        """Keep ``other`` (a :class:`widgets.TextColourer`, say) on the same layer and unit, both ways.
+
+            >>> from lab import Session
+            >>> from widgets import TextColourer
+            >>> tr = Session.load("war_and_peace_lstm", device="cpu").trace('He said, "Yes."')
+            >>> colourer = TextColourer(tr, layer=1, unit=0)
+            >>> page = NeuronPage(tr, layer=1, unit=283).link(colourer)
+            >>> colourer.unit                      # follows the page at once
+            283
+            >>> colourer.unit = 12; page.unit      # and the page follows it back
+            12
+        """
         self._links = [traitlets.link((self, "layer"), (other, "layer")),
                        traitlets.link((self, "unit"), (other, "unit"))]
         return self

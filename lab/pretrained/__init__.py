@@ -1,8 +1,8 @@
 """The models shipped with vurn: one trained LSTM per corpus, each with a model card.
 
-    >>> sorted(available())                     # doctest: +SKIP
+    >>> sorted(available())
     ['linux_kernel_lstm', 'war_and_peace_lstm']
-    >>> model, meta = load_model("war_and_peace_lstm")   # doctest: +SKIP
+    >>> model, meta = load_model("war_and_peace_lstm")
 """
 from __future__ import annotations
 
@@ -12,12 +12,25 @@ HERE = Path(__file__).resolve().parent
 
 
 def available() -> list[str]:
-    """Names of the shipped models."""
+    """Names of the shipped models.
+
+    >>> available()
+    ['linux_kernel_lstm', 'war_and_peace_lstm']
+    """
     return sorted(p.stem for p in HERE.glob("*.safetensors"))
 
 
 def resolve(name_or_path) -> Path:
-    """A shipped model's name, or a checkpoint path (a run folder means its best.safetensors)."""
+    """A shipped model's name, or a checkpoint path (a run folder means its best.safetensors).
+
+    >>> import tempfile
+    >>> from lab.checkpoint import CheckpointError
+    >>> resolve("war_and_peace_lstm").name, resolve(tempfile.mkdtemp()).name
+    ('war_and_peace_lstm.safetensors', 'best.safetensors')
+    >>> try: resolve("no_such_model")
+    ... except CheckpointError as e: print(e)
+    no checkpoint 'no_such_model': give a path ... or one of the shipped models: linux_kernel_lstm, war_and_peace_lstm
+    """
     path = Path(name_or_path)
     if path.is_dir():
         path = path / "best.safetensors"
@@ -32,7 +45,12 @@ def resolve(name_or_path) -> Path:
 
 
 def load_model(name_or_path, device="cpu"):
-    """Load a shipped model or any checkpoint: returns ``(CharRNN in eval mode, metadata)``."""
+    """Load a shipped model or any checkpoint: returns ``(CharRNN in eval mode, metadata)``.
+
+    >>> model, meta = load_model("war_and_peace_lstm")
+    >>> model.cfg, meta["corpus"], len(meta["vocab"])
+    (ModelConfig(kind='lstm', layers=2, width=307, vocab_size=82, dropout=0.25), 'war_and_peace', 82)
+    """
     from lab.checkpoint import load_checkpoint
     from lab.models import CharRNN, ModelConfig
 
