@@ -295,6 +295,10 @@ class Session:
         >>> r.loss_change.shape
         (42,)
         """
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        if sample_n < 0:
+            raise ValueError(f"sample_n must be 0 (no sample) or more, got {sample_n}")
         edit = self._editor(units, what, mode, value, from_step)
         ids = self.encode(text)
         before = compute_trace(self.model, ids, dtype=torch.float32, method="loop", streams=1)

@@ -378,3 +378,7 @@ def test_bad_interventions_are_clear_errors():
         s.intervene(TEXT, [])
     with pytest.raises(CorpusError, match="'Z'"):
         s.intervene("abZ", [(0, 1)])
+    with pytest.raises(ValueError, match=r"temperature must be positive, got 0"):
+        s.intervene(TEXT, [(0, 1)], temperature=0)
+    with pytest.raises(ValueError, match=r"sample_n must be 0 \(no sample\) or more, got -1"):
+        s.intervene(TEXT, [(0, 1)], sample_n=-1)
