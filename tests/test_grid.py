@@ -355,6 +355,17 @@ def test_keep_copies_the_best_checkpoint_with_its_card(done, tmp_path):
     assert Session.load(str(kept)).model.cfg.kind == "gru"                      # it opens as any checkpoint
 
 
+def test_keep_counts_the_epochs_of_a_finished_run_that_came_without_its_last_checkpoint(done, tmp_path):
+    run = tmp_path / "g" / "runs" / "toy-gru1-64"
+    shutil.copytree(done["out"] / "runs" / "toy-gru1-64", run)
+    (run / "last.safetensors").unlink()                     # as restore leaves a run finished elsewhere
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "epochs": 50}))   # best epoch stays 1 or 2
+    lab.grid.keep(tmp_path / "g", ["toy-gru1-64"], tmp_path / "kept")
+    card = json.loads((tmp_path / "kept" / "toy-gru1-64.json").read_text())
+    assert card["epochs_done"] == 50 and card["best_epoch"] in (1, 2)
+
+
 def test_keep_refuses_missing_and_unfinished_runs(done, tmp_path):
     with pytest.raises(FileNotFoundError, match="no best checkpoint for 'toy-gru9-64'.*grid run"):
         lab.grid.keep(done["out"], ["toy-gru9-64"], tmp_path)
