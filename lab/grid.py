@@ -80,7 +80,10 @@ PAPER = {
 
 
 def paper_loss(corpus: str, kind: str, layers: int, row: int) -> float | None:
-    """The paper's Table 1 test loss (nats/char, as recalled in :data:`PAPER`) for one model; None where it has none.
+    """The paper's Table 1 test loss for one model, as recalled in :data:`PAPER`; None where it has none.
+
+    Nats per character of the paper's text, which had CRLF line ends: unscaled, so compare it
+    with ours through :func:`lab.table1.paper_table` (which applies the line-ending factor).
 
         >>> paper_loss("war_and_peace", "lstm", 2, 512), paper_loss("linux_kernel", "rnn", 1, 512)
         (1.092, None)
@@ -223,7 +226,8 @@ def grid_runs(corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = KINDS, la
 def read_meta(path: Path) -> dict | None:
     """A checkpoint's vurn metadata, read from its header only (no tensors), or None.
 
-        >>> meta = read_meta(ROOT / "lab" / "pretrained" / "war_and_peace_lstm.safetensors")
+        >>> from lab.pretrained import resolve
+        >>> meta = read_meta(resolve("war_and_peace_lstm"))
         >>> meta["kind"], meta["epoch"], meta["model_config"]["width"]
         ('best', 42, 307)
         >>> print(read_meta("/nonexistent/best.safetensors"))
@@ -498,7 +502,8 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
         >>> report = run_grid(d / "grid", [str(d / "toy.txt")], ["lstm"], [1], [64], device="cpu", budget_seconds=1)
         >>> report["not_started"], report["finished"], report["skipped_finished"]
         (['toy-lstm1-64'], [], [])
-        >>> [r["name"] for r in json.loads((d / "grid" / "grid_log.jsonl").read_text())["runs"]]
+        >>> last = json.loads((d / "grid" / "grid_log.jsonl").read_text().splitlines()[-1])   # one line a session
+        >>> [r["name"] for r in last["runs"]]
         ['toy-lstm1-64']
     """
     if not isinstance(parallel, int) or parallel < 1:
@@ -1149,8 +1154,9 @@ def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unf
     Here the shipped War and Peace LSTM stands in for a finished run, with a cached score::
 
         >>> import json, shutil, tempfile; from pathlib import Path
+        >>> from lab.pretrained import resolve
         >>> run = Path(tempfile.mkdtemp()) / "grid" / "runs" / "war_and_peace-lstm2-512"; run.mkdir(parents=True)
-        >>> best = shutil.copyfile(ROOT / "lab" / "pretrained" / "war_and_peace_lstm.safetensors", run / "best.safetensors")
+        >>> best = shutil.copyfile(resolve("war_and_peace_lstm"), run / "best.safetensors")
         >>> _ = (run / "summary.json").write_text('{"finished": true}')
         >>> _ = (run / "score.json").write_text(json.dumps({"test_loss": 1.1602, "block_losses": [], "bootstrap": BOOTSTRAP,
         ...                                                 "best_sha256": read_meta(best)["tensors_sha256"]}))
@@ -1224,9 +1230,11 @@ def adopt(out_dir, name: str, checkpoint, curve, *, wall_s: float | None = None,
     (that needs the War and Peace corpus). Options that differ from the grid's are refused
     before any corpus is read, here the dropout::
 
-        >>> import tempfile
-        >>> try: adopt(tempfile.mkdtemp(), "war_and_peace-lstm2-512", ROOT / "lab/pretrained/war_and_peace_lstm.safetensors",
-        ...            ROOT / "results/shipped/curve_wp-lstm2-512-d25.csv", dropout=0.3, vocab_sizes={"war_and_peace": 82})
+        >>> import tempfile; from pathlib import Path
+        >>> from lab.pretrained import resolve
+        >>> curve = Path(tempfile.mkdtemp()) / "curve.csv"; _ = curve.write_text("epoch,step,train_loss,val_loss\\n")
+        >>> try: adopt(tempfile.mkdtemp(), "war_and_peace-lstm2-512", resolve("war_and_peace_lstm"), curve,
+        ...            dropout=0.3, vocab_sizes={"war_and_peace": 82})
         ... except ValueError as e: print(e)                                # doctest: +ELLIPSIS
         /.../war_and_peace_lstm.safetensors was trained with other options than grid run war_and_peace-lstm2-512: dropout 0.25 there, 0.3 in the grid
     """

@@ -183,7 +183,7 @@ class NeuronProfile:
     >>> p = profile(tr, 1, 283)
     >>> p.layer, p.unit, p.values.shape, int(p.histogram.counts.sum())
     (1, 283, (29,), 29)
-    >>> p.bottom[["position", "before", "char", "value"]].round(2).values.tolist()   # most off
+    >>> p.bottom[["position", "before", "char", "value"]].round(2).values.tolist()   # one: examples are 40 chars apart
     [[20, 'He said "yes" and "n', 'o', -0.93]]
     """
 

@@ -64,7 +64,7 @@ class NNN(nn.Module):
     """tanh(W [onehot(x_{t-n}); ...; onehot(x_{t-1})] + b) -> softmax over the next character.
 
     >>> model = NNN(n=3, vocab_size=5, hidden=8)
-    >>> tuple(model.inp.weight.shape)           # one row of W per (position, character)
+    >>> tuple(model.inp.weight.shape)           # W transposed: one row per (position, character)
     (15, 8)
     """
 

@@ -15,9 +15,10 @@ from pathlib import Path
 def results_dir() -> Path:
     """``$VURN_RESULTS`` if set, else the ``results/`` folder of the vurn checkout.
 
-    >>> import pandas as pd
-    >>> pd.read_csv(results_dir() / "table2_ngram.csv").columns.tolist()
-    ['corpus', 'model', 'n', 'val_loss', 'test_loss']
+    >>> import os; from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"VURN_RESULTS": ""}):
+    ...     (results_dir() / "table2_ngram.csv").is_file()
+    True
     """
     path = Path(os.environ.get("VURN_RESULTS") or Path(__file__).resolve().parents[1] / "results")
     if not path.is_dir():

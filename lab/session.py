@@ -46,8 +46,9 @@ class InterventionResult:
     def loss_change(self) -> np.ndarray:
         """after - before, per character (positive: the edit hurt).
 
-        Entry t is the change in the loss of character t + 1. Clamping the quote cell
-        (1, 283) of the shipped War and Peace model on makes the closing quote a surprise:
+        Entry t is the change in the loss of character t + 1. The quote cell (1, 283) of the
+        shipped War and Peace model is negative inside quotes; clamping it to +3, its sign
+        outside them, makes the closing quote a surprise:
 
         >>> import numpy as np
         >>> from lab import Session
@@ -285,7 +286,8 @@ class Session:
 
         Returns the per-character loss on ``text`` and a sample continuing ``text``,
         with and without the edit (same seed). Clamping the quote cell (1, 283) of the
-        shipped War and Peace model to its value inside quotes makes it close a quote:
+        shipped War and Peace model to -3, beyond its value inside quotes (about -1.6),
+        makes it close a quote:
 
         >>> from lab import Session
         >>> s = Session.load("war_and_peace_lstm", device="cpu")

@@ -246,14 +246,14 @@ def findings(table: pd.DataFrame, blocks: pd.DataFrame, corpus: str, z: float = 
 
         >>> names = ["war_and_peace-rnn1-64", "war_and_peace-lstm1-64"]
         >>> table = pd.DataFrame({"name": names, "corpus": ["war_and_peace"] * 2, "kind": ["rnn", "lstm"],
-        ...                       "layers": [1, 1], "row": [64, 64], "test_loss": [1.55, 1.50],
+        ...                       "layers": [1, 1], "row": [64, 64], "test_loss": [1.575, 1.50],
         ...                       "test_chars": [400] * 2, "status": ["finished"] * 2})
-        >>> blocks = pd.DataFrame([[1.6, 1.5, 1.6, 1.5], [1.5] * 4], index=names)    # 4 blocks of 100 chars
+        >>> blocks = pd.DataFrame([[1.6, 1.55, 1.6, 1.55], [1.5] * 4], index=names)  # 4 blocks of 100 chars
         >>> found = findings(table, blocks, "war_and_peace")
         >>> found[["claim", "better", "verdict", "paper_gain"]].values.tolist()     # the paper's RNN1 won here
         [['gated beat RNN', 'war_and_peace-lstm1-64', 'better', -0.003]]
-        >>> round(float(found.gain[0]), 3), round(float(found.se[0]), 3)
-        (0.05, 0.025)
+        >>> round(float(found.gain[0]), 3), round(float(found.se[0]), 3)     # better: gain > 2 SE
+        (0.075, 0.012)
     """
     _corpus(corpus)
     t = table.set_index("name")
@@ -313,10 +313,8 @@ def correct_char_probs(checkpoint, ids=None, device=None, corpus=None) -> np.nda
     split is read unless ``ids`` are given. The vector the paper's t-SNE of the models
     (§4.1) embeds.
 
-        >>> import torch
-        >>> from lab.pretrained import load_model
-        >>> vocab = load_model("war_and_peace_lstm")[1]["vocab"]
-        >>> ids = torch.tensor([vocab.index(ch) for ch in "Prince Andrew said"])
+        >>> from lab import Session
+        >>> ids = Session.load("war_and_peace_lstm", device="cpu").encode("Prince Andrew said")
         >>> p = correct_char_probs("war_and_peace_lstm", ids=ids, device="cpu")      # of each next character
         >>> p.shape, p.dtype, round(float(p.mean()), 2)
         ((17,), dtype('float32'), 0.74)

@@ -196,7 +196,7 @@ def char_losses(model, ids: torch.Tensor, streams: int = 100, burn_in: int = 200
     >>> _ = torch.manual_seed(0)
     >>> model = CharRNN(ModelConfig("lstm", 1, 8, 5))
     >>> losses = char_losses(model, torch.randint(0, 5, (50,)))
-    >>> losses.shape, round(losses.mean().item(), 1)         # untrained: about ln(5) = 1.6 each
+    >>> losses.shape, round(losses.mean().item(), 1)         # untrained: mean about ln(5) = 1.61
     (torch.Size([49]), 1.6)
     """
     was_training = model.training
@@ -400,7 +400,7 @@ class Trainer:
         >>> corpus = Corpus.from_text("toy", "abcab\\n" * 100)
         >>> cfg = TrainConfig(kind="gru", width=8, epochs=1, batch=2, seq_len=10)
         >>> run = tempfile.mkdtemp()
-        >>> Trainer(cfg, run, corpus=corpus, device="cpu", progress=False).run(max_seconds=0)  # one step
+        >>> Trainer(cfg, run, corpus=corpus, device="cpu", progress=False).run(max_seconds=0)  # stops after its first step
         {'finished': False, 'epochs': 0, 'step': 1, 'best_val_loss': inf}
         >>> summary = Trainer(cfg, run, corpus=corpus, device="cpu", progress=False, resume=True).run()
         >>> import os

@@ -10,6 +10,7 @@ import ast
 import doctest
 import importlib
 import pkgutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,10 @@ def test_every_public_definition_shows_a_runnable_example(name):
 
 @pytest.mark.parametrize("name", modules())
 def test_the_examples_run(name, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)                 # an example that writes a file writes it here
+    # examples write under tempfile.mkdtemp(): here that is inside tmp_path, which pytest
+    # removes, and a stray relative path lands there too
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=FLAGS, report=True)
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples of {name} failed (printed above)"
