@@ -1184,13 +1184,11 @@ def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unf
         # an unfinished run has no summary yet: its configuration comes from the checkpoint
         model_cfg = meta.get("model_config", {})
         summary = _read_json(run / "summary.json", {})
-        # a finished run restored from another session has no last.safetensors (pack ships the best
-        # weights only): its summary says how many epochs ran, the best checkpoint only when it was best
-        epochs_done = (summary["epochs"] if summary.get("finished") and "epochs" in summary
-                       else (read_meta(run / "last.safetensors") or meta).get("epoch"))
+        # as collect counts them: a finished run's summary says how many epochs ran (one restored from
+        # another session has no last.safetensors: pack ships the best weights only)
         config = {**meta.get("train_config", {}), "width": model_cfg.get("width"),
                   "params": count_parameters(ModelConfig.from_dict(model_cfg)) if model_cfg else None,
-                  "epochs_done": epochs_done}
+                  "epochs_done": summary.get("epochs", (read_meta(run / "last.safetensors") or meta).get("epoch"))}
         score = {k: v for k, v in (score_run(run, data_dir=data_dir) or {}).items() if k != "block_losses"}
         card = {**config, **summary, "finished": bool(summary.get("finished")), "best_epoch": meta.get("epoch"),
                 **{k: score.get(k) for k in ("test_loss", "test_loss_se", "test_chars", "val_loss", "scored_on")},
