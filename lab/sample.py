@@ -13,6 +13,17 @@ import torch
 from lab.corpus import encode_chars
 
 
+def check_temperature(temperature: float) -> None:
+    """Refuse a temperature that cannot scale logits: zero, negative or NaN.
+
+    >>> try: check_temperature(0)
+    ... except ValueError as e: print(e)
+    temperature must be positive, got 0
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+
+
 @torch.no_grad()
 def sample(model, vocab, n: int, prime: str = "\n", temperature: float = 1.0, seed: int | None = None) -> str:
     """``n`` characters sampled after ``prime`` (which must be in the vocabulary).
@@ -24,8 +35,7 @@ def sample(model, vocab, n: int, prime: str = "\n", temperature: float = 1.0, se
     >>> sample(model, meta["vocab"], 30, prime="The ", temperature=0.5, seed=1)
     'same\\ntime for a moment. The st'
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+    check_temperature(temperature)
     if not prime:
         raise ValueError("prime must hold at least one character")
     ids = encode_chars(prime, {ch: i for i, ch in enumerate(vocab)}, "the model's vocabulary (in the prime)")

@@ -19,6 +19,7 @@ import torch
 from lab.checkpoint import check_corpus
 from lab.corpus import KNOWN, Corpus, CorpusError, encode_chars, load_corpus
 from lab.pretrained import load_model, resolve
+from lab.sample import check_temperature
 from lab.sample import sample as _sample
 from lab.trace import Trace, compute_trace
 from lab.train import pick_device
@@ -297,8 +298,7 @@ class Session:
         >>> r.loss_change.shape
         (42,)
         """
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+        check_temperature(temperature)
         if sample_n < 0:
             raise ValueError(f"sample_n must be 0 (no sample) or more, got {sample_n}")
         edit = self._editor(units, what, mode, value, from_step)
