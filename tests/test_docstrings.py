@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import doctest
 import importlib
+import importlib.util
 import pkgutil
 import tempfile
 from pathlib import Path
@@ -18,7 +19,6 @@ import pytest
 import lab
 import widgets
 
-ROOT = Path(__file__).resolve().parents[1]
 SKIPPED_MODULES = {"lab.__main__"}          # `python -m lab`: running it would parse pytest's argv
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
@@ -52,8 +52,7 @@ def runnable_examples(docstring: str | None) -> int:
 
 
 def module_path(name: str) -> Path:
-    path = ROOT.joinpath(*name.split("."))
-    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    return Path(importlib.util.find_spec(name).origin)
 
 
 @pytest.mark.parametrize("name", modules())
