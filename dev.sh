@@ -13,9 +13,9 @@ setup() {
     echo "dev.sh: creating .venv with $(python3 --version)"
     python3 -m venv .venv
   fi
-  # torch first, pinned: an exact release is found as the CPU build on local disk
-  # here, while an unpinned `torch` (what pyproject's torch>=2.4 alone would give)
-  # pulls a multi-GB CUDA build. Any torch already importable is kept.
+  # torch first, pinned to the release the tests were run with (pyproject alone says
+  # torch>=2.4). Any torch already importable is kept: on Linux PyPI's build is the CUDA
+  # one, so a CPU-only machine installs the CPU build first (see the README).
   if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
     .venv/bin/pip install torch==2.13.0
   fi

@@ -2,22 +2,26 @@
 
 :func:`lab.corpus.load_corpus` calls :func:`fetch_corpus` when a known corpus is
 not on this machine. Both corpora can also be built offline from a file you give
-(``source=``): a Project Gutenberg text, or a Linux source tarball or folder::
+(``source=``): the War and Peace text, or a Linux source package, tarball or folder::
 
     >>> from lab.download import fetch_corpus
-    >>> fetch_corpus("linux_kernel", source="/usr/src/linux-source-6.1.tar.xz")  # doctest: +SKIP
+    >>> fetch_corpus("linux_kernel", source="linux-source-6.1_6.1.192-2_all.deb")  # doctest: +SKIP
     PosixPath('/home/me/.cache/vurn/linux_kernel.txt')
 
-Recipes (see ``shared/data/README.md``):
+Recipes (the verified copies' sha256 are in :data:`lab.corpus.KNOWN`):
 
-- **war_and_peace**: Project Gutenberg eBook #2600, plain text, its header and
-  footer (the ``*** START OF`` / ``*** END OF`` markers) stripped, byte-order mark
-  dropped, CRLF and CR line ends turned into LF.
-- **linux_kernel**: every ``*.c`` and ``*.h`` under ``kernel/`` of a Linux source
-  tree, sorted by path (plain code-point order of the path string, so
-  ``kernel/dma.c`` comes before ``kernel/dma/...``), whole files concatenated with
+- **war_and_peace**: char-rnn's ``warpeace_input.txt`` (:data:`WAR_AND_PEACE_URLS`), the
+  text the paper used: Project Gutenberg eBook #2600 without its header, footer, title,
+  contents and BOOK/CHAPTER heading lines. Byte-order mark dropped, CRLF and CR line
+  ends turned into LF. A Gutenberg download is stripped of its header and footer too
+  (:func:`strip_gutenberg`), but keeps its headings, so it is not the verified text.
+- **linux_kernel**: Debian's ``linux-source-6.1`` package, release 6.1.192-2
+  (:data:`LINUX_URLS`; its ``/usr/src/linux-source-6.1.tar.xz``). Every ``*.c`` and
+  ``*.h`` under ``kernel/``, sorted by path (plain code-point order of the path string,
+  so ``kernel/dma.c`` comes before ``kernel/dma/...``), whole files concatenated with
   nothing in between, stopping before the first file that would take the total past
-  6,206,996 characters; undecodable bytes become U+FFFD.
+  6,206,996 characters (292 files, ``kernel/acct.c`` to ``kernel/rcu/srcutiny.c``);
+  undecodable bytes become U+FFFD. Other 6.1.x releases differ.
 
 A downloaded text that does not hash to the verified copy is not kept under the
 known file name (``load_corpus`` would refuse it): the error says how to proceed.
@@ -25,6 +29,7 @@ known file name (``load_corpus`` would refuse it): the error says how to proceed
 from __future__ import annotations
 
 import http.client
+import io
 import os
 import re
 import tarfile
@@ -32,14 +37,20 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from lab.corpus import KNOWN, CorpusError, cache_dir, sha256_text
 
-WAR_AND_PEACE_URL = "https://www.gutenberg.org/cache/epub/2600/pg2600.txt"
-LINUX_URL = "https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.1.tar.xz"
+# Where the verified texts come from, mirrors tried in order. char-rnn's copy of War and Peace:
+WAR_AND_PEACE_URLS = ("https://cs.stanford.edu/people/karpathy/char-rnn/warpeace_input.txt",)
+# Debian's linux-source-6.1 6.1.192-2 (sha1 68f40866...): the security archive's pool while the
+# release is current there, then snapshot.debian.org, which keeps every file by its sha1.
+LINUX_DEB = "linux-source-6.1_6.1.192-2_all.deb"
+LINUX_URLS = (f"https://deb.debian.org/debian-security/pool/updates/main/l/linux/{LINUX_DEB}",
+              "https://snapshot.debian.org/file/68f40866ca310be49762f0b2552e656eae72a14f")
 URL_ENV = {"war_and_peace": "VURN_WAR_AND_PEACE_URL", "linux_kernel": "VURN_LINUX_URL"}
-DEFAULT_URL = {"war_and_peace": WAR_AND_PEACE_URL, "linux_kernel": LINUX_URL}
+DEFAULT_URLS = {"war_and_peace": WAR_AND_PEACE_URLS, "linux_kernel": LINUX_URLS}
 LINUX_MAX_CHARS = 6_206_996  # the paper's Linux corpus size: the cap of the recipe
 USER_AGENT = "vurn/0.1 (corpus download; +https://github.com/karpathy/char-rnn)"
 
@@ -86,8 +97,8 @@ def download(url: str, dest: str | os.PathLike, *, progress: bool = True, timeou
     server's Content-Length) has arrived. Any failure raises :class:`DownloadError`
     and leaves neither the temporary file nor ``dest``.
 
-    >>> download("https://www.gutenberg.org/cache/epub/2600/pg2600.txt", "/tmp/pg2600.txt")  # doctest: +SKIP
-    PosixPath('/tmp/pg2600.txt')
+    >>> download(WAR_AND_PEACE_URLS[0], "/tmp/warpeace_input.txt")  # doctest: +SKIP
+    PosixPath('/tmp/warpeace_input.txt')
 
     Any URL that ``urllib`` opens will do, a local ``file://`` one too:
 
@@ -184,10 +195,11 @@ def strip_gutenberg(data: bytes | str) -> str:
 
 
 def linux_text(source: str | os.PathLike, max_chars: int = LINUX_MAX_CHARS) -> str:
-    """The Linux corpus text built from a source tarball (.tar.xz, .tar.gz, ...) or folder.
+    """The Linux corpus text built from a source folder, tarball (.tar.xz, .tar.gz, ...) or .deb.
 
-    Every ``*.c`` and ``*.h`` under ``kernel/`` (of the folder, or of the tarball's
-    top-level folder), sorted by path, whole files concatenated, stopping before the
+    A .deb is Debian's ``linux-source-*`` package, whose ``/usr/src/linux-source-*.tar.xz``
+    is read without unpacking anything to disk. Every ``*.c`` and ``*.h`` under
+    ``kernel/`` (of the folder, or of the tarball's top-level folder), sorted by path, whole files concatenated, stopping before the
     first file that would take the total past ``max_chars``; undecodable bytes
     become U+FFFD.
 
@@ -202,11 +214,11 @@ def linux_text(source: str | os.PathLike, max_chars: int = LINUX_MAX_CHARS) -> s
     if source.is_dir():
         files = _folder_sources(source)
     elif source.is_file():
-        files = _tar_sources(source)
+        files = _deb_sources(source) if _is_deb(source) else _tar_sources(source)
     else:
-        raise CorpusError(f"Linux source {source} does not exist: give a kernel source folder or a "
-                          ".tar.xz/.tar.gz tarball (Debian: apt-get install linux-source-6.1, then "
-                          "/usr/src/linux-source-6.1.tar.xz)")
+        raise CorpusError(f"Linux source {source} does not exist: give a kernel source folder, a "
+                          ".tar.xz/.tar.gz tarball or Debian's linux-source .deb (apt-get download "
+                          f"linux-source-6.1=6.1.192-2 gives {LINUX_DEB})")
     if not files:
         raise CorpusError(f"no *.c or *.h files under kernel/ in {source}: is it a Linux source tree?")
     parts, total = [], 0
@@ -241,11 +253,11 @@ def _folder_sources(root: Path) -> dict[str, bytes]:
     return files
 
 
-def _tar_sources(tarball: Path) -> dict[str, bytes]:
-    """{'kernel/...': bytes} for a tarball, read in one streaming pass."""
+def _tar_sources(tarball: Path, fileobj=None) -> dict[str, bytes]:
+    """{'kernel/...': bytes} for a tarball (read from ``fileobj`` when given), in one streaming pass."""
     found: dict[tuple[str, ...], bytes] = {}
     try:
-        with tarfile.open(tarball, mode="r|*") as tar:
+        with tarfile.open(None if fileobj else tarball, mode="r|*", fileobj=fileobj) as tar:
             for member in tar:
                 parts = tuple(p for p in member.name.split("/") if p not in ("", "."))
                 if member.isfile() and (_is_kernel_source(parts) or _is_kernel_source(parts[1:])):
@@ -259,6 +271,53 @@ def _tar_sources(tarball: Path) -> dict[str, bytes]:
         top = tops.pop()
         return {"/".join(p[1:]): data for p, data in found.items() if p[0] == top and _is_kernel_source(p[1:])}
     return {"/".join(p): data for p, data in found.items() if _is_kernel_source(p)}
+
+
+_AR_MAGIC = b"!<arch>\n"
+_KERNEL_TARBALL = re.compile(r"usr/src/linux-source-[^/]+\.tar(\.[a-z0-9]+)?")
+
+
+def _is_deb(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(_AR_MAGIC)) == _AR_MAGIC
+
+
+class _Member(io.RawIOBase):
+    """The ``size`` bytes of an open file from its current position, as a file of their own."""
+
+    def __init__(self, f, size: int):
+        self.f, self.left = f, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self.f.readinto(memoryview(buffer)[:self.left])
+        self.left -= n
+        return n
+
+
+def _deb_sources(deb: Path) -> dict[str, bytes]:
+    """{'kernel/...': bytes} from a Debian linux-source package: an ar archive whose data.tar.*
+    holds usr/src/linux-source-X.tar.xz, read as one stream (nothing is unpacked to disk)."""
+    with open(deb, "rb") as f:
+        f.read(len(_AR_MAGIC))
+        while len(header := f.read(60)) == 60:  # ar: 16-byte name, ..., 10-byte decimal size at 48
+            name, size = header[:16].decode("ascii", "replace").strip().rstrip("/"), int(header[48:58])
+            if not name.startswith("data.tar"):
+                f.seek(size + size % 2, os.SEEK_CUR)
+                continue
+            try:
+                with tarfile.open(fileobj=io.BufferedReader(_Member(f, size)), mode="r|*") as data:
+                    for member in data:
+                        if member.isfile() and _KERNEL_TARBALL.fullmatch(member.name.removeprefix("./")):
+                            return _tar_sources(deb, fileobj=data.extractfile(member))
+            except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+                raise CorpusError(f"could not read {deb}'s {name} as a tarball: {type(e).__name__}: "
+                                  f"{e}") from None
+            break
+    raise CorpusError(f"{deb} is not a linux-source package (no usr/src/linux-source-*.tar.* in a "
+                      f"data.tar member): give Debian's {LINUX_DEB}, a tarball or a source folder")
 
 
 def _write_atomic(dest: Path, text: str) -> None:
@@ -284,9 +343,10 @@ def fetch_corpus(name: str, dest_dir: str | os.PathLike | None = None, url: str 
     """Download (or build from ``source``) a known corpus, verify it, write it; return its path.
 
     ``name`` is ``"war_and_peace"`` or ``"linux_kernel"``. The text comes from
-    ``source`` (a local Gutenberg text; a Linux tarball or source folder) when
-    given, else from ``url``, else from ``$VURN_WAR_AND_PEACE_URL`` /
-    ``$VURN_LINUX_URL``, else from Project Gutenberg / kernel.org. It is written to
+    ``source`` (a local War and Peace text; a Linux source .deb, tarball or folder)
+    when given, else from ``url``, else from ``$VURN_WAR_AND_PEACE_URL`` /
+    ``$VURN_LINUX_URL``, else from :data:`DEFAULT_URLS` (char-rnn's text; Debian's
+    package), each mirror in turn until one downloads. It is written to
     ``dest_dir`` (default: the user cache, :func:`lab.corpus.cache_dir`) as
     ``war_and_peace.txt`` / ``linux_kernel.txt``, replacing any file there.
 
@@ -309,7 +369,7 @@ def fetch_corpus(name: str, dest_dir: str | os.PathLike | None = None, url: str 
 
     >>> fetch_corpus("war_and_peace")                                    # doctest: +SKIP
     PosixPath('/home/me/.cache/vurn/war_and_peace.txt')
-    >>> fetch_corpus("linux_kernel", source="linux-6.1.tar.xz", verify=False)  # doctest: +SKIP
+    >>> fetch_corpus("linux_kernel", source="linux-6.3.tar.xz", verify=False)  # doctest: +SKIP
     PosixPath('/home/me/.cache/vurn/linux_kernel-unverified.txt')
     """
     if name not in KNOWN:
@@ -323,24 +383,13 @@ def fetch_corpus(name: str, dest_dir: str | os.PathLike | None = None, url: str 
         url, source = str(source), None
     if source is None and url is not None and not _is_url(url):
         url, source = None, url  # a local path given as url
-    if source is None and url is None:
-        url = os.environ.get(URL_ENV[name]) or DEFAULT_URL[name]
-
     if source is not None:
         origin = str(source)
         text = _build(name, Path(source))
     else:
-        origin = url
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        # The raw download (a Gutenberg text, a ~130 MB tarball) is temporary.
-        fd, raw_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{name}.", suffix=".download")
-        os.close(fd)
-        raw = Path(raw_name)
-        try:
-            download(url, raw, progress=progress, desc=f"{name} ({urllib.parse.urlsplit(url).netloc})")
-            text = _build(name, raw)
-        finally:
-            raw.unlink(missing_ok=True)
+        urls = [url] if url is not None else [os.environ.get(URL_ENV[name])] if os.environ.get(
+            URL_ENV[name]) else list(DEFAULT_URLS[name])
+        origin, text = _download_and_build(name, urls, dest_dir, progress)
 
     digest = sha256_text(text)
     dest = dest_dir / known.filename
@@ -358,13 +407,34 @@ def fetch_corpus(name: str, dest_dir: str | os.PathLike | None = None, url: str 
     return dest
 
 
+def _download_and_build(name: str, urls: Sequence[str], dest_dir: Path, progress: bool) -> tuple[str, str]:
+    """(the URL that worked, the corpus text built from it): mirrors in order, the next on a failed download."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for url in urls:
+        # The raw download (a text, a ~140 MB package) is temporary.
+        fd, raw_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{name}.", suffix=".download")
+        os.close(fd)
+        raw = Path(raw_name)
+        try:
+            download(url, raw, progress=progress, desc=f"{name} ({urllib.parse.urlsplit(url).netloc})")
+            return url, _build(name, raw)
+        except DownloadError as e:
+            failures.append(str(e))
+        finally:
+            raw.unlink(missing_ok=True)
+    if len(failures) == 1:
+        raise DownloadError(failures[0])
+    raise DownloadError(f"none of the {len(urls)} mirrors of {name} could be downloaded:\n  "
+                        + "\n  ".join(failures))
+
+
 _HINT = {
-    "war_and_peace": "(Project Gutenberg revises eBook #2600 from time to time; the verified copy is "
-                     "char-rnn's warpeace_input.txt, which also lacks the title, contents and "
-                     "BOOK/CHAPTER heading lines.)",
-    "linux_kernel": "(The verified copy was built from Debian's linux-source-6.1 tarball: "
-                    "apt-get install linux-source-6.1, then pass "
-                    "source='/usr/src/linux-source-6.1.tar.xz'; other 6.1.x releases differ.)",
+    "war_and_peace": "(The verified copy is char-rnn's warpeace_input.txt, which lacks the title, "
+                     "contents and BOOK/CHAPTER heading lines of Project Gutenberg's eBook #2600.)",
+    "linux_kernel": f"(The verified copy is built from Debian's linux-source-6.1 release 6.1.192-2: "
+                    f"apt-get download linux-source-6.1=6.1.192-2, then pass source='{LINUX_DEB}'; "
+                    "other 6.1.x releases and kernel.org tarballs differ.)",
 }
 
 
@@ -373,9 +443,9 @@ def _build(name: str, source: Path) -> str:
     if name == "linux_kernel":
         return linux_text(source)
     if not source.is_file():
-        raise CorpusError(f"{source} is not a file: give the Project Gutenberg plain-text "
-                          "eBook #2600 (pg2600.txt)")
+        raise CorpusError(f"{source} is not a file: give char-rnn's warpeace_input.txt (or a Project "
+                          "Gutenberg plain-text eBook #2600, with verify=False)")
     text = strip_gutenberg(source.read_bytes())
     if not text:
-        raise CorpusError(f"{source} is empty: give the Project Gutenberg plain-text eBook #2600")
+        raise CorpusError(f"{source} is empty: give char-rnn's warpeace_input.txt")
     return text

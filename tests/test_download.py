@@ -14,8 +14,16 @@ from pathlib import Path
 
 import pytest
 
+import lab.download
 from lab.corpus import KNOWN, CorpusError, KnownCorpus, load_corpus, sha256_text
-from lab.download import DownloadError, VerificationError, download, fetch_corpus, linux_text, strip_gutenberg
+from lab.download import (
+    DownloadError,
+    VerificationError,
+    download,
+    fetch_corpus,
+    linux_text,
+    strip_gutenberg,
+)
 
 pytestmark = pytest.mark.usefixtures("offline_cache")
 
@@ -115,6 +123,28 @@ def make_tarball(path: Path, top: str = "linux-6.1", mode: str = "w:xz") -> Path
         link = tarfile.TarInfo(f"{top}/kernel/zlink.c" if top else "kernel/zlink.c")
         link.type, link.linkname = tarfile.SYMTYPE, "acct.c"
         tar.addfile(link)
+    return path
+
+
+def make_deb(path: Path, tmp: Path, with_source: bool = True) -> Path:
+    """A Debian package as linux-source-6.1's: ar members debian-binary, control.tar.xz (odd size:
+    ar pads it) and data.tar.xz, which holds ./usr/src/linux-source-6.1.tar.xz among other files."""
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:xz") as tar:
+        members = {"./usr/share/doc/linux-source-6.1/copyright": b"GPL-2.0\n"}
+        if with_source:
+            members["./usr/src/linux-source-6.1.tar.xz"] = make_tarball(
+                tmp / "inner.tar.xz", "linux-source-6.1").read_bytes()
+        for name, body in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    out = [b"!<arch>\n"]
+    for name, body in [("debian-binary", b"2.0\n"), ("control.tar.xz", b"c" * 7),
+                       ("data.tar.xz", data.getvalue())]:
+        out.append(f"{name:<16}{0:<12}{0:<6}{0:<6}{'100644':<8}{len(body):<10}`\n".encode("ascii"))
+        out.append(body + b"\n" * (len(body) % 2))
+    path.write_bytes(b"".join(out))
     return path
 
 
@@ -276,6 +306,22 @@ def test_linux_from_tarball(tmp_path, top, mode, suffix):
     assert linux_text(tarball) == EXPECTED_LINUX
 
 
+def test_linux_from_debian_package(tmp_path):
+    deb = make_deb(tmp_path / "linux-source-6.1_6.1.192-2_all.deb", tmp_path)
+    assert linux_text(deb) == EXPECTED_LINUX
+
+
+def test_linux_bad_debian_packages(tmp_path):
+    no_source = make_deb(tmp_path / "other_all.deb", tmp_path, with_source=False)
+    with pytest.raises(CorpusError, match="not a linux-source package.*6.1.192-2"):
+        linux_text(no_source)
+    whole = make_deb(tmp_path / "whole.deb", tmp_path).read_bytes()
+    cut = tmp_path / "cut.deb"
+    cut.write_bytes(whole[:len(whole) // 2])  # a download cut short
+    with pytest.raises(CorpusError, match="could not read .*cut.deb"):
+        linux_text(cut)
+
+
 def test_linux_size_cap_stops_at_first_file_over(tmp_path):
     root = make_tree(tmp_path / "src")
     sizes = [len(TREE[p].decode("utf-8", errors="replace")) for p in ORDER]
@@ -295,6 +341,28 @@ def test_fetch_linux_over_http(server, offline_cache, tmp_path):
     assert path == offline_cache / "linux_kernel-unverified.txt"
     assert path.read_text(encoding="utf-8") == EXPECTED_LINUX
     assert files_in(offline_cache) == ["linux_kernel-unverified.txt"]  # the tarball is gone
+
+
+def test_fetch_tries_the_mirrors_in_order(server, offline_cache, tmp_path, monkeypatch):
+    """The first mirror is gone (404): the package comes from the second, nothing is left behind."""
+    base, routes = server
+    routes["/snapshot/file/68f4"] = (make_deb(tmp_path / "p.deb", tmp_path).read_bytes(), None)
+    monkeypatch.delenv("VURN_LINUX_URL")
+    monkeypatch.setitem(lab.download.DEFAULT_URLS, "linux_kernel",
+                        (f"{base}/pool/{lab.download.LINUX_DEB}", f"{base}/snapshot/file/68f4"))
+    path = fetch_corpus("linux_kernel", verify=False, progress=False)
+    assert path.read_text(encoding="utf-8") == EXPECTED_LINUX
+    assert files_in(offline_cache) == ["linux_kernel-unverified.txt"]
+
+
+def test_fetch_every_mirror_failing_names_each(server, offline_cache, monkeypatch):
+    base, routes = server
+    routes["/cut.txt"] = (GUTENBERG[:50], len(GUTENBERG))
+    monkeypatch.delenv("VURN_WAR_AND_PEACE_URL")
+    monkeypatch.setitem(lab.download.DEFAULT_URLS, "war_and_peace", (f"{base}/gone.txt", f"{base}/cut.txt"))
+    with pytest.raises(DownloadError, match=r"(?s)none of the 2 mirrors.*gone.txt.*HTTP 404.*cut.txt.*interrupted"):
+        fetch_corpus("war_and_peace", progress=False)
+    assert files_in(offline_cache) == []
 
 
 def test_fetch_linux_verified(tmp_path, monkeypatch):
