@@ -165,10 +165,13 @@ def _past_match(text: str, i: int, open_: str, close: str) -> int:
 
 
 def inside_if(text: str) -> np.ndarray:
-    """True inside the condition and the braced body of C ``if`` statements.
+    """True over C ``if`` statements: the keyword, the condition and the body, a braced one
+    up to its closing ``}`` or a single statement up to its ``;`` (``else`` is not included).
 
     >>> inside_if("x; if (a) { b; } c").astype(int).tolist()
     [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
+    >>> inside_if("if (a) b; c").astype(int).tolist()
+    [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
     """
     out = np.zeros(len(text), dtype=bool)
     i, n = 0, len(text)

@@ -808,7 +808,9 @@ def _row(run_dir: Path, planned: dict | None, device, data_dir, corpora, rescore
         if cfg.get("kind") in KINDS and cfg.get("row") in ROWS else None,
         "wall_s": grid.get("wall_s"), "train_s": summary.get("elapsed_s", last.get("elapsed_s")),
         "gpu_util_mean": None if util is None else round(util, 1),
-        "device": summary.get("device", last.get("device")), "scored_on": (score or {}).get("scored_on"),
+        # every device the run trained on, in order (a run started on a GPU may be finished on a CPU)
+        "device": " + ".join(dict.fromkeys(x["device"] for x in grid.get("launches", []) if x.get("device")))
+        or summary.get("device", last.get("device")), "scored_on": (score or {}).get("scored_on"),
         "code_commit": summary.get("code_commit", last.get("code_commit")),
     }
     return row

@@ -77,7 +77,9 @@ def main(argv=None) -> None:
         "device": f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)",
         "lstm": {"layers": args.layers, "row": args.row, "width": trainer.model.cfg.width, "epochs": args.epochs,
                  "snapshot_every": args.snapshot_every, "steps_per_epoch": trainer.steps_per_epoch,
-                 "val_history": trainer.history, "train_seconds": round(t_train, 1)},
+                 "val_history": trainer.history,
+                 # the whole training's time, over every resumed run (this call alone may have resumed a finished one)
+                 "train_seconds": trainer.history[-1]["elapsed_s"] if trainer.history else round(t_train, 1)},
         "nnn": {str(n): s for n, s in sources.items()}, "compared_on": f"first {len(ids):,} validation characters",
     }, indent=2) + "\n")
     print(df.pivot(index="step", columns="n", values="kl").round(3).to_string())

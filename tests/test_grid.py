@@ -265,6 +265,21 @@ def test_collect_writes_the_table_curves_and_provenance(done, tmp_path):
     assert json.loads((run / "score.json").read_text())["best_sha256"] == meta["tensors_sha256"]
 
 
+def test_collect_names_every_device_a_run_trained_on(done, tmp_path):
+    """A run started on a GPU and finished on the CPU says both, in launch order, once each."""
+    out = tmp_path / "grid"
+    shutil.copytree(done["out"], out)
+    meta = out / "runs" / "toy-lstm1-64" / "grid.json"
+    grid = json.loads(meta.read_text())
+    cpu = grid["launches"][-1]["device"]
+    grid["launches"] = [dict(grid["launches"][-1], device="NVIDIA H100 80GB HBM3"), *grid["launches"],
+                        dict(grid["launches"][-1])]
+    meta.write_text(json.dumps(grid))
+    df = collect(out, None).set_index("name")
+    assert df.loc["toy-lstm1-64", "device"] == f"NVIDIA H100 80GB HBM3 + {cpu}"
+    assert df.loc["toy-gru1-64", "device"] == cpu
+
+
 def test_collect_scores_an_unfinished_run_from_its_best_so_far(done, tmp_path):
     first = tiny_grid(tmp_path / "out", done["corpus"], ("lstm",), epochs=3, child_seconds=0.01)
     run = tmp_path / "out" / "runs" / "toy-lstm1-64"

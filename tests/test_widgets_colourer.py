@@ -5,6 +5,7 @@ tests/test_browser_colourer.py.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,11 @@ def test_save_html_png_svg(trace, tmp_path):
     svg = Path(w.save(tmp_path / "a.svg", 0, 200)).read_text(encoding="utf-8")
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
     page = Path(w.save(tmp_path / "a.html", 0, 50)).read_text(encoding="utf-8")
-    assert page.count("<span") == 50 and "<script" not in page
+    assert page.count("<span") == 100 and "<script" not in page       # the unit, then the stacked one
+    main, stacked = page.split("stacked: 0:0")
+    titles = [float(t) for t in re.findall(r'title="([-0-9.]+)"', stacked)]
+    assert np.allclose(titles, trace.unit(0, 0)[:50], atol=5e-4)
+    assert np.allclose([float(t) for t in re.findall(r'title="([-0-9.]+)"', main)], trace.unit(1, 4)[:50], atol=5e-4)
     with pytest.raises(ValueError, match="suffix must be one of"):
         w.save(tmp_path / "a.jpg")
 

@@ -236,15 +236,22 @@ class TextColourer(anywidget.AnyWidget):
         return save_coloured_text(path, self.text[start:end], values, self.vmin, self.vmax, caption=caption, **kw)
 
     def to_html(self, path: str | Path | None = None, start: int = 0, end: int | None = None) -> str:
-        """A standalone HTML page of the text coloured by the current unit (no scripts, no network).
+        """A standalone HTML page of the text coloured by the current unit, then by each stacked
+        one in a block of its own (no scripts, no network).
 
-            >>> w = TextColourer.from_arrays("a<b", {"unit": [-1, 0, 1]})
+            >>> w = TextColourer.from_arrays("a<b", {"unit": [-1, 0, 1], "other": [1, 1, 1]})
             >>> page = w.to_html()
             >>> page.count("<span"), "&lt;" in page, "<script" in page
             (3, True, False)
+            >>> w.stack = [(0, 1)]
+            >>> w.to_html().count("<span"), "stacked: 0:1" in w.to_html()
+            (6, True)
         """
         from widgets.html import colour_text
         body = colour_text(self.text[start:end], self.unit_values()[start:end], self.vmin, self.vmax)
+        for (layer, unit), values in zip(self.stack, self._stack_matrix()):
+            body += "<br>" + colour_text(self.text[start:end], values[start:end], self.vmin, self.vmax,
+                                         caption=f"stacked: {layer}:{unit}")
         page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(self.label)} unit {self.unit}</title>"
                 f"<h3 style='font-family:sans-serif'>{html.escape(self.label)}, unit {self.unit}</h3>{body}")
         if path is not None:
