@@ -290,6 +290,9 @@ def rank_trace(trace, hypothesis: str | Callable[[str], np.ndarray] | np.ndarray
                            "(or pass your own function of the text)")
         hypothesis = HYPOTHESES[hypothesis]
     target = hypothesis(trace.text) if callable(hypothesis) else np.asarray(hypothesis)
+    if len(target) != len(trace.text):
+        raise ValueError(f"the hypothesis has {len(target)} values but the trace {len(trace.text)} characters: "
+                         "give one value per character of trace.text")
     frames = []
     for layer in range(trace.n_layers):
         df = rank_units(trace.values(layer, what)[:-1], target[:-1], method)

@@ -109,6 +109,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     /.../w.safetensors was altered after it was written (its weights do not match the sha256
     in its metadata): it cannot be trusted; use another checkpoint
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"checkpoint path must be a str or path, got {path!r}")
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: check the path or the run folder")

@@ -14,6 +14,7 @@ downloads and verifies it (see :mod:`lab.download`).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,10 +133,19 @@ class Corpus:
         >>> Corpus.from_text("t", "ba\\n").vocab
         ('\\n', 'a', 'b')
         """
+        if not isinstance(text, str):
+            raise CorpusError(f"corpus {name!r}: the text must be a str, got {type(text).__name__} "
+                              "(decode bytes first, e.g. data.decode('utf-8'))")
         if not text:
             raise CorpusError(f"corpus {name!r} is empty: a corpus needs some text")
-        if len(splits) != 3 or abs(sum(splits) - 1) > 1e-9 or min(splits) <= 0:
-            raise CorpusError(f"splits must be three positive fractions summing to 1, got {splits}")
+        try:
+            fractions = tuple(float(x) for x in splits)
+        except (TypeError, ValueError):
+            fractions = ()
+        if (len(fractions) != 3 or not all(map(math.isfinite, fractions)) or abs(sum(fractions) - 1) > 1e-9
+                or min(fractions) <= 0):
+            raise CorpusError(f"splits must be three positive fractions summing to 1 (train, val, test), "
+                              f"got {splits!r}")
         vocab = tuple(sorted(set(text))) if vocab is None else tuple(vocab)
         corpus = cls(name, text, vocab, tuple(splits))
         corpus.encode(text)  # an explicit vocabulary must cover the text
@@ -199,7 +209,13 @@ class Corpus:
         ('abcdefgh', 'i', 'j')
         """
         a, b = self.bounds(split)
+        if a == b:
+            raise self._empty(split)
         return self.text[a:b]
+
+    def _empty(self, split: str) -> CorpusError:
+        return CorpusError(f"the {split} split of corpus {self.name!r} is empty: {len(self.text):,} characters "
+                           f"split {'/'.join(f'{x:g}' for x in self.splits)} leave it none; give a longer text")
 
     def encode(self, text: str) -> torch.Tensor:
         """Characters to a 1-D int64 tensor of vocabulary indices.
@@ -222,6 +238,11 @@ class Corpus:
         """
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
+        ids = list(ids)
+        bad = [i for i in ids if not 0 <= i < len(self.vocab)]
+        if bad:
+            raise CorpusError(f"indices {bad[:5]} are outside the vocabulary of corpus {self.name!r} "
+                              f"(0 to {len(self.vocab) - 1})")
         return "".join(self.vocab[i] for i in ids)
 
     def split_ids(self, split: str) -> torch.Tensor:
@@ -236,6 +257,8 @@ class Corpus:
             ids = self.encode(self.text)
             object.__setattr__(self, "_ids", ids)
         a, b = self.bounds(split)
+        if a == b:
+            raise self._empty(split)
         return ids[a:b]
 
 

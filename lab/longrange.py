@@ -22,6 +22,9 @@ ERROR_THRESHOLD = 0.5  # an error: the correct character gets probability < 0.5 
 
 
 def _check(text: str, *probs) -> None:
+    if len(text) < 2:
+        raise ValueError(f"the text has {len(text)} character(s): comparing predictions needs at least two "
+                         "(p[i] is the probability of text[i + 1])")
     for p in probs:
         if len(p) != len(text) - 1:
             raise ValueError(f"need one probability per next character: {len(text) - 1} for this text, "

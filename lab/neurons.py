@@ -149,7 +149,9 @@ def hypothesis_scores(trace, layer: int, unit: int, what: str = "cell", hypothes
         row = ranked.iloc[pos]
         rows.append({"hypothesis": name, "method": row.method, "score": float(row.score),
                      "strength": float(row.strength), "rank": pos + 1, "of": len(ranked)})
-    return pd.DataFrame(rows).sort_values("strength", ascending=False, kind="stable").reset_index(drop=True)
+    columns = ["hypothesis", "method", "score", "strength", "rank", "of"]   # none on a text of one or two characters
+    return pd.DataFrame(rows, columns=columns).sort_values("strength", ascending=False, kind="stable").reset_index(
+        drop=True)
 
 
 def unit_saturation(trace, layer: int, unit: int, left: float = 0.1, right: float = 0.9) -> pd.DataFrame:

@@ -319,6 +319,8 @@ class NGramModel:
 
     def _prepare(self, ids, start: int) -> np.ndarray:
         q = _as_ids(ids, self.vocab_size, "ids")
+        if q.size == 0:
+            raise NGramError("ids is empty: give the character ids of a text to score")
         if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start <= q.size:
             raise NGramError(f"start must be an int in 0..len(ids) = {q.size}, got {start!r}")
         return q[None, :]
@@ -348,7 +350,8 @@ class NGramModel:
         """
         p = self.probs_by_order(ids, start)
         if p.shape[1] == 0:
-            raise NGramError(f"nothing to score: ids has {len(p[0]) + start} character(s) and start={start}")
+            raise NGramError(f"nothing to score: ids has {len(ids)} character(s), and scoring starts at "
+                             f"position {start} (the first character has no context to be predicted from)")
         return -np.log(p).mean(axis=1)
 
     def loss(self, ids, start: int = 1, order: int | None = None) -> float:
@@ -386,6 +389,8 @@ def loss_table(train_ids, vocab_size: int, texts: dict, orders=range(1, MAX_ORDE
     import pandas as pd
 
     orders = list(orders)
+    if not orders:
+        raise NGramError(f"give at least one order to score (1 to {MAX_ORDER})")
     model = NGramModel.fit(train_ids, vocab_size, max(orders))
     cols = {name: model.loss_by_order(ids)[orders] for name, ids in texts.items()}
     return pd.DataFrame(cols, index=pd.Index(orders, name="order"))

@@ -23,6 +23,7 @@ the epoch with the best validation loss is kept. The hidden size is chosen on va
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass
 
@@ -57,6 +58,10 @@ class NNNConfig:
     patience: int = 2          # stop after this many epochs without a better validation loss
 
     def __post_init__(self):
+        for name in ("n", "hidden", "batch", "epochs", "decay_after", "seed", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be a whole number, got {value!r}")
         if self.n < 1:
             raise ValueError(f"n is the number of context characters, at least 1; got {self.n}")
         if self.hidden < 1 or self.batch < 1 or self.epochs < 1:
@@ -155,7 +160,19 @@ def fit(cfg: NNNConfig, train_ids: torch.Tensor, val_ids: torch.Tensor, vocab_si
     >>> sorted(log[-1])
     ['epoch', 'lr', 'seconds', 'train_loss', 'val_loss']
     """
+    for name, ids in (("train_ids", train_ids), ("val_ids", val_ids)):
+        if not isinstance(ids, torch.Tensor) or ids.ndim != 1 or ids.dtype.is_floating_point:
+            raise TypeError(f"{name} must be a 1-D tensor of character ids (e.g. corpus.split_ids('train')), "
+                            f"got {type(ids).__name__}")
+        if len(ids) == 0:
+            raise ValueError(f"{name} is empty: an n-NN needs text to train and validate on")
+    if len(train_ids) <= cfg.n:
+        raise ValueError(f"train_ids has {len(train_ids)} characters: an n-NN with n = {cfg.n} needs more than n")
     vocab_size = vocab_size or int(max(train_ids.max(), val_ids.max())) + 1
+    top = int(max(train_ids.max(), val_ids.max()))
+    if top >= vocab_size or int(min(train_ids.min(), val_ids.min())) < 0:
+        raise ValueError(f"character ids must lie in 0..{vocab_size - 1} (vocab_size {vocab_size}); the ids go up "
+                         f"to {top}: give the corpus's vocabulary size")
     torch.manual_seed(cfg.seed)
     model = NNN(cfg.n, vocab_size, cfg.hidden)
     for p in model.parameters():
@@ -220,6 +237,9 @@ def select_hidden(n: int, sizes, corpus, test: bool = True, max_seconds: float |
         >>> from lab.corpus import load_corpus                                   # doctest: +SKIP
         >>> model, rows = select_hidden(3, [128, 512], load_corpus("war_and_peace"))  # doctest: +SKIP
     """
+    sizes = list(sizes)
+    if not sizes:
+        raise ValueError("give at least one hidden size to try, e.g. [128, 512]")
     train, val = corpus.split_ids("train"), corpus.split_ids("val")
     rows, best = [], None
     for hidden in sizes:

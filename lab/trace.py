@@ -38,6 +38,7 @@ by step. A GPU gets more, shorter streams and no seam probe: its cost is steps, 
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Mapping
 
@@ -93,7 +94,9 @@ class Trace(Mapping):
             raise KeyError(f"no {key!r} in this trace of a {self.n_layers}-layer {self.kind.upper()}; "
                            f"keys: {', '.join(self._arrays)}")
         if key not in self._numpy:
-            self._numpy[key] = self._arrays[key].cpu().numpy()
+            array = self._arrays[key].cpu().numpy()
+            array.flags.writeable = False   # read-only: an edit would corrupt every later analysis
+            self._numpy[key] = array
         return self._numpy[key]
 
     def __iter__(self):
@@ -106,11 +109,38 @@ class Trace(Mapping):
         return (f"Trace({self.kind.upper()} {self.n_layers}x{self.width}, {len(self.text):,} chars, "
                 f"{len(self)} arrays, seam deviation {self.seam_deviation:.1e})")
 
+    @property
+    def memory(self) -> str:
+        """What holds the model's memory, the default to show: ``"cell"`` (tanh(c)) for an
+        LSTM, ``"hidden"`` for an RNN or GRU, which have no cell state.
+
+        >>> import torch
+        >>> from lab.models import CharRNN, ModelConfig
+        >>> gru = CharRNN(ModelConfig("gru", 1, 8, 3)).eval()
+        >>> compute_trace(gru, torch.tensor([0, 1, 2])).memory
+        'hidden'
+        """
+        return "cell" if "layers.0.cell" in self._arrays else "hidden"
+
+    @property
+    def whats(self) -> tuple[str, ...]:
+        """The names :meth:`values` takes as ``what`` for this trace: states, then gates.
+
+        >>> import torch
+        >>> from lab.models import CharRNN, ModelConfig
+        >>> lstm = CharRNN(ModelConfig("lstm", 1, 8, 3)).eval()
+        >>> compute_trace(lstm, torch.tensor([0, 1, 2])).whats
+        ('cell', 'cell_raw', 'hidden', 'input', 'forget', 'candidate', 'output')
+        """
+        states = ("cell", "cell_raw", "hidden") if self.memory == "cell" else ("hidden",)
+        return states + tuple(k.removeprefix("layers.0.gates.") for k in self._arrays
+                              if k.startswith("layers.0.gates."))
+
     def values(self, layer: int, what: str = "cell", unit: int | None = None) -> np.ndarray:
         """A layer's values as shown: (T, H) float32, or (T,) for one ``unit``.
 
-        ``what`` is cell, hidden or a gate name; ``cell`` gives tanh(c), the paper's
-        colouring, and ``cell_raw`` gives c itself.
+        ``what`` is cell, hidden or a gate name (:attr:`whats`); ``cell`` gives tanh(c), the
+        paper's colouring, and ``cell_raw`` gives c itself.
 
         >>> import torch
         >>> from lab.models import CharRNN, ModelConfig
@@ -121,10 +151,18 @@ class Trace(Mapping):
         >>> print(tr.values(0, "forget", unit=3).round(2))
         [0.59 0.57 0.54 0.59]
         """
+        for arg, value in (("layer", layer), ("unit", unit)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise TypeError(f"{arg} must be an integer, got {value!r}")
         if not 0 <= layer < self.n_layers:
             raise IndexError(f"layer {layer} does not exist: this model has layers 0..{self.n_layers - 1}")
         if unit is not None and not 0 <= unit < self.width:
             raise IndexError(f"unit {unit} does not exist: layers have units 0..{self.width - 1}")
+        if what not in self.whats:
+            hint = (f" (a{'n' if self.kind == 'rnn' else ''} {self.kind.upper()} has no cell state: its memory is "
+                    "what='hidden')" if what in ("cell", "cell_raw") else "")
+            raise KeyError(f"what={what!r} is not in this {self.kind.upper()} trace{hint}: choose one of "
+                           f"{', '.join(self.whats)}")
         name = {"cell": "cell", "cell_raw": "cell", "hidden": "hidden"}.get(what, f"gates.{what}")
         array = self[f"layers.{layer}.{name}"]
         array = (array if unit is None else array[:, unit]).astype(np.float32)

@@ -87,10 +87,32 @@ def test_unknown_split():
         Corpus.from_text("t", "abc").bounds("dev")
 
 
-@pytest.mark.parametrize("splits", [(0.5, 0.5, 0.1), (1.0, 0.0, 0.0), (0.5, 0.5), (0.8, 0.3, -0.1)])
+@pytest.mark.parametrize("splits", [(0.5, 0.5, 0.1), (1.0, 0.0, 0.0), (0.5, 0.5), (0.8, 0.3, -0.1),
+                                    (float("nan"), 0.5, 0.5), None, "abc", (0.8, "x", 0.1)])
 def test_bad_split_fractions(splits):
     with pytest.raises(CorpusError, match="splits must be three positive fractions summing to 1"):
         Corpus.from_text("t", "abc", splits=splits)
+
+
+def test_an_empty_split_is_named_when_used():
+    """A text too short for its splits: the empty split is an error that says why, not '' or NaN later."""
+    c = Corpus.from_text("two", "ab")
+    assert c.split("train") == "ab" and c.split_ids("train").tolist() == [0, 1]
+    for split in ("val", "test"):
+        with pytest.raises(CorpusError, match=f"the {split} split of corpus 'two' is empty: 2 characters "
+                                              r"split 0.8/0.1/0.1 leave it none; give a longer text"):
+            c.split(split)
+        with pytest.raises(CorpusError, match=f"the {split} split .* is empty"):
+            c.split_ids(split)
+
+
+def test_text_must_be_str_and_decode_checks_indices():
+    with pytest.raises(CorpusError, match="must be a str, got bytes.*decode"):
+        Corpus.from_text("t", b"abc")
+    c = Corpus.from_text("t", "abc")
+    for ids in ([0, 3], [-1], torch.tensor([5])):
+        with pytest.raises(CorpusError, match=r"outside the vocabulary of corpus 't' \(0 to 2\)"):
+            c.decode(ids)
 
 
 def test_known_corpora(known_corpus):

@@ -332,6 +332,10 @@ def test_explorer_refuses_a_bad_selection():
         ErrorExplorer([error_breakdown("ab", [0.1], config=OracleConfig(**OFF))])
     with pytest.raises(TypeError, match="must be an ErrorBreakdown"):
         ErrorExplorer({"x": [0.1]})
+    with pytest.raises(ValueError, match="context is the characters shown either side of an error, at least 0"):
+        ErrorExplorer({"big": _big}, context=-5)
+    with pytest.raises(traitlets.TraitError, match="context must be at least 0, got -1"):
+        w.context = -1
 
 
 def test_explorer_static_html():

@@ -59,3 +59,8 @@ def test_results_dir_finds_the_committed_results_and_names_a_missing_one(monkeyp
     monkeypatch.setenv("VURN_RESULTS", str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="VURN_RESULTS"):
         lab.results.results_dir()
+
+
+def test_a_text_too_short_to_compare_is_named():
+    with pytest.raises(ValueError, match=r"the text has 0 character\(s\): comparing predictions needs at least two"):
+        lr.by_character("", [], [])

@@ -85,3 +85,11 @@ def test_profile_of_a_unit_and_bad_units(trace):
         profile(trace, 1, 12)
     with pytest.raises(IndexError, match="layer 2 does not exist"):
         profile(trace, 2, 0)
+
+
+def test_a_text_too_short_for_any_hypothesis_gives_an_empty_table():
+    """Every hypothesis is constant on two characters: the table is empty, with its columns."""
+    short = toy_trace("He", width=12, dtype=torch.float32)
+    scores = hypothesis_scores(short, 1, 0)
+    assert scores.empty and list(scores.columns) == ["hypothesis", "method", "score", "strength", "rank", "of"]
+    assert profile(short, 1, 0).hypotheses.empty

@@ -288,3 +288,13 @@ def test_war_and_peace_slice_matches_reference_and_improves_with_order():
     ref = RefKN(train.tolist(), v, 4)
     q = val[:60].tolist()
     np.testing.assert_allclose(m.probs_by_order(q), ref_probs_by_order(ref, q), rtol=0, atol=1e-9)
+
+
+def test_nothing_to_score_is_said_plainly():
+    model = NGramModel.fit([0, 1] * 50, 2, order=2)
+    with pytest.raises(NGramError, match="ids is empty: give the character ids of a text to score"):
+        model.loss([])
+    with pytest.raises(NGramError, match="ids has 1 character.*no context"):
+        model.loss([0])
+    with pytest.raises(NGramError, match="at least one order"):
+        loss_table([0, 1] * 50, 2, {"val": [0, 1, 0]}, orders=[])

@@ -59,3 +59,22 @@ def test_select_hidden_keeps_the_best_on_validation():
     assert len(chosen) == 1 and chosen[0]["val_loss"] == min(r["val_loss"] for r in rows)
     assert model.hidden == chosen[0]["hidden"] and chosen[0]["test_loss"] > 0
     assert all(r["test_loss"] != r["test_loss"] for r in rows if not r["chosen"])   # NaN: not tested
+
+
+def test_bad_training_input_is_named():
+    ids = torch.tensor([0, 1, 2, 1] * 20)
+    cfg = NNNConfig(n=2, hidden=4, epochs=1, batch=10)
+    with pytest.raises(ValueError, match="train_ids is empty"):
+        fit(cfg, ids[:0], ids)
+    with pytest.raises(ValueError, match="val_ids is empty"):
+        fit(cfg, ids, ids[:0])
+    with pytest.raises(ValueError, match=r"train_ids has 2 characters: an n-NN with n = 2 needs more than n"):
+        fit(cfg, ids[:2], ids)
+    with pytest.raises(ValueError, match=r"character ids must lie in 0\.\.1 \(vocab_size 2\); the ids go up to 2"):
+        fit(cfg, ids, ids, vocab_size=2)
+    with pytest.raises(TypeError, match="train_ids must be a 1-D tensor of character ids"):
+        fit(cfg, ids.tolist(), ids)
+    with pytest.raises(TypeError, match=r"n must be a whole number, got 1\.5"):
+        NNNConfig(n=1.5, hidden=4)
+    with pytest.raises(ValueError, match="at least one hidden size"):
+        select_hidden(1, [], Corpus.from_text("toy", "abcb" * 50))

@@ -101,3 +101,28 @@ def test_metadata_test_loss_matches_a_fresh_cpu_evaluation(name):
     assert loss == pytest.approx(meta["shipped"]["test_loss"], abs=1e-4)
     if "test_loss" in meta:  # written by the trainer, from the float32 weights
         assert loss == pytest.approx(meta["test_loss"], abs=1e-3)
+
+
+def test_what_cannot_be_opened_says_why(tmp_path):
+    from lab.checkpoint import CheckpointError, save_checkpoint
+    with pytest.raises(CheckpointError, match="no checkpoint None: give a shipped model's name"):
+        resolve(None)
+    with pytest.raises(CheckpointError, match="checkpoint path must be a str or path, got None"):
+        load_checkpoint(None)
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(CheckpointError, match="run folder .*run has no best.safetensors: give a run folder that"):
+        resolve(run)
+    (run / "last.safetensors").write_bytes((HERE / "war_and_peace_lstm.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match=r"has no best.safetensors; its latest state can be opened by naming "
+                                              r"it: .*run/last.safetensors"):
+        load_model(run)
+    assert load_model(run / "last.safetensors")[0].cfg.width == 307
+    tensors, meta = load_checkpoint(HERE / "war_and_peace_lstm.safetensors")
+    save_checkpoint(tmp_path / "no_config.safetensors", tensors, {k: v for k, v in meta.items() if k != "model_config"})
+    with pytest.raises(CheckpointError, match="without a model_config"):
+        load_model(tmp_path / "no_config.safetensors")
+    wrong = dict(meta, model_config=dict(meta["model_config"], width=16))
+    save_checkpoint(tmp_path / "wrong.safetensors", tensors, wrong)
+    with pytest.raises(CheckpointError, match="its weights do not fit the model its model_config describes"):
+        load_model(tmp_path / "wrong.safetensors")

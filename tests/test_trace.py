@@ -74,7 +74,7 @@ def internal_keys(kind: str, layers: int) -> set[str]:
 def max_error(got: np.ndarray, want: torch.Tensor) -> tuple[float, float]:
     """max |got - want| and the scale it is judged against (max(1, max |want|))."""
     want = want.detach().float()
-    err = (torch.from_numpy(np.asarray(got, dtype=np.float32)) - want).abs().max().item()
+    err = (torch.from_numpy(np.array(got, dtype=np.float32)) - want).abs().max().item()
     return err, max(1.0, want.abs().max().item())
 
 
@@ -263,12 +263,32 @@ def test_missing_layer_unit_and_key_are_clear_errors():
         tr.unit(-1, 0)
     with pytest.raises(IndexError, match=rf"unit {H} does not exist.*units 0\.\.{H - 1}"):
         tr.unit(0, H)
-    with pytest.raises(KeyError, match=r"layers\.0\.gates\.nonsense.*keys:.*layers\.0\.gates\.forget"):
+    with pytest.raises(KeyError, match=r"what='nonsense' is not in this LSTM trace: choose one of cell, cell_raw, "
+                                       r"hidden, input, forget, candidate, output"):
         tr.unit(0, 0, "nonsense")
+    with pytest.raises(TypeError, match=r"layer must be an integer, got '1'"):
+        tr.values("1")
+    with pytest.raises(TypeError, match=r"unit must be an integer, got 2.5"):
+        tr.unit(0, 2.5)
+    assert tr.unit(np.int64(1), np.int64(3)).shape == (50,)           # numpy integers are integers
 
     gru = compute_trace(random_model("gru", 1), random_ids(50))
-    with pytest.raises(KeyError, match=r"layers\.0\.cell.*GRU.*layers\.0\.gates\.reset"):
+    with pytest.raises(KeyError, match=r"a GRU has no cell state: its memory is what='hidden'.*"
+                                       r"choose one of hidden, reset, update, candidate"):
         gru.unit(0, 0, "cell")
+    assert gru.memory == "hidden" and tr.memory == "cell"
+
+
+def test_arrays_are_read_only():
+    """An edit to a trace's array would silently change every later analysis of it."""
+    tr = compute_trace(random_model("lstm", 1), random_ids(20))
+    with pytest.raises(ValueError, match="read-only"):
+        tr["loss"][0] = 123.0
+    with pytest.raises(ValueError, match="read-only"):
+        tr["layers.0.cell"][:] = 0
+    values = tr.values(0)          # what values() returns is the caller's own copy
+    values[:] = 0
+    assert np.abs(tr.values(0)).max() > 0
 
 
 def test_bad_arguments_are_clear_errors():

@@ -37,7 +37,7 @@ def test_values_go_once_as_float16_for_the_whole_layer(trace):
 def test_bad_layers_units_and_stacks_are_refused_and_nothing_changes(trace):
     w = TextColourer(trace, layer=1, unit=2)
     for trait, value, message in [("unit", 10, "unit 10 does not exist"), ("layer", 2, "layer 2 does not exist"),
-                                  ("what", "reset", "no 'layers.1.gates.reset'"),
+                                  ("what", "reset", "what='reset' is not in this LSTM trace: choose one of cell"),
                                   ("stack", [(0, 11)], "unit 11 does not exist")]:
         with pytest.raises(traitlets.TraitError, match=message):
             setattr(w, trait, value)
@@ -160,3 +160,31 @@ def test_compare_bars_select_underlines_the_category():
     assert braces.examples.tolist() == [len(text) - 2]
     with pytest.raises(KeyError, match="no bar 'q'"):
         bars.select("q")
+
+
+def test_an_rnn_or_gru_trace_shows_its_hidden_state_by_default():
+    """They have no cell state: the colourer and the neuron page show their memory, h."""
+    for kind in ("gru", "rnn"):
+        tr = toy_trace(TEXT[:200], kind=kind)
+        w, page = TextColourer(tr), NeuronPage(tr)
+        assert w.what == page.what == "hidden"
+        assert np.allclose(w.unit_values(), tr.unit(1, 0, "hidden"), atol=1e-3)
+        with pytest.raises(KeyError, match=f"a{'n' if kind == 'rnn' else ''} {kind.upper()} has no cell state"):
+            TextColourer(tr, what="cell")
+
+
+def test_colour_range_and_save_span_are_checked(trace, tmp_path):
+    for vmin, vmax in ((1, -1), (0.5, 0.5), (float("nan"), 1)):
+        with pytest.raises(ValueError, match="vmin must be below vmax"):
+            TextColourer(trace, vmin=vmin, vmax=vmax)
+    w = TextColourer(trace, layer=1, unit=4)
+    with pytest.raises(traitlets.TraitError, match="vmin must be below vmax"):
+        w.vmin = 2.0
+    assert w.vmin == -1.0
+    for start, end in ((20, 5), (-5, None), (0, len(trace.text) + 1), (1.5, 9)):
+        for suffix in (".html", ".png"):
+            with pytest.raises(ValueError, match=r"cannot save characters .*0 <= start < end <="):
+                w.save(tmp_path / f"x{suffix}", start, end)
+    with pytest.raises(FileNotFoundError, match="folder .*nowhere does not exist; create it first"):
+        w.save(tmp_path / "nowhere" / "x.png", 0, 10)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

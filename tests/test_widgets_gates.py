@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 import torch
+import traitlets
 from bokeh.models import BoxSelectTool, GlyphRenderer, HoverTool, Quad, Span, TapTool
 
 from lab import gates
@@ -232,3 +233,13 @@ def test_the_first_picture_the_browser_gets_has_the_histograms(lstm):
     assert "forget gate activations: tap a unit" in bundle
     pooled = gates.histogram(lstm, "forget", 0, bins=20)[0]
     assert fig.activations_figure.renderers[1].data_source.data["y"][:20] == pooled.tolist()
+
+
+def test_bad_bins_and_gates_are_clear_errors(lstm):
+    for bins in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match=r"bins must be a whole number of histogram bins, at least 1"):
+            GateSaturation(lstm, bins=bins)
+    fig = GateSaturation(lstm)
+    with pytest.raises(traitlets.TraitError, match="gate 'reset' is not shown here: choose one of forget, input, output"):
+        fig.gate = "reset"
+    assert fig.gate == "forget" and fig.chooser.value == "forget"

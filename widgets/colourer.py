@@ -6,8 +6,8 @@
     >>> w = TextColourer(s.trace('"Yes," he said. "I will."'), layer=1, unit=0)   # doctest: +SKIP
     >>> w                                                            # doctest: +SKIP
 
-The default is the cell's tanh(c) (-1 red, +1 blue); ``what="hidden"`` or a gate name
-shows the others. A layer's values go to the browser once, as float16 bytes, so the
+The default is the model's memory: an LSTM cell's tanh(c) (-1 red, +1 blue), or the
+hidden state of an RNN or GRU; ``what="hidden"`` or a gate name shows the others. A layer's values go to the browser once, as float16 bytes, so the
 unit slider recolours instantly; a trace too long for that sends one unit at a time.
 
 Select a span of text with the mouse (LSTMVis's workflow): the units that are on inside
@@ -20,6 +20,8 @@ row; :meth:`TextColourer.save` writes HTML, PNG or SVG.
 from __future__ import annotations
 
 import html
+import math
+import numbers
 from pathlib import Path
 
 import anywidget
@@ -72,8 +74,10 @@ class TextColourer(anywidget.AnyWidget):
     series = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)  # names: hover shows them all
     scroll_to = traitlets.Int(-1).tag(sync=True)          # a character to bring into view
 
-    def __init__(self, trace, layer: int | None = None, unit: int = 0, what: str = "cell", **kw):
+    def __init__(self, trace, layer: int | None = None, unit: int = 0, what: str | None = None, **kw):
         self.trace = trace
+        what = trace.memory if what is None else what   # tanh(c) for an LSTM, h for an RNN or GRU
+        _check_range(kw.get("vmin", -1.0), kw.get("vmax", 1.0))
         if len(trace.vocab) > 255:
             raise ValueError("the colourer's hover sends character ids as bytes: at most 255 characters")
         layer = trace.n_layers - 1 if layer is None else layer
@@ -114,6 +118,17 @@ class TextColourer(anywidget.AnyWidget):
 
     def _check(self, layer: int, unit: int, what: str) -> None:
         self.trace.unit(layer, unit, what)  # raises a clear error for a bad layer, unit or gate
+
+    @traitlets.validate("vmin", "vmax")
+    def _valid_range(self, proposal):
+        if hasattr(self, "span_query"):   # after __init__, which checks the pair it is given
+            other = {"vmin": self.vmax, "vmax": self.vmin}[proposal["trait"].name]
+            pair = (proposal["value"], other) if proposal["trait"].name == "vmin" else (other, proposal["value"])
+            try:
+                _check_range(*pair)
+            except ValueError as e:
+                raise traitlets.TraitError(str(e)) from None
+        return proposal["value"]
 
     @traitlets.validate("unit", "layer", "what")
     def _valid(self, proposal):
@@ -227,6 +242,13 @@ class TextColourer(anywidget.AnyWidget):
             b'\\x89PNG'
         """
         path = Path(path)
+        end = len(self.text) if end is None else end
+        if not (isinstance(start, numbers.Integral) and isinstance(end, numbers.Integral)
+                and 0 <= start < end <= len(self.text)):
+            raise ValueError(f"cannot save characters [{start}, {end}): give 0 <= start < end <= "
+                             f"{len(self.text):,} (the text's length)")
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"cannot save {path}: the folder {path.parent} does not exist; create it first")
         if path.suffix.lower() in (".html", ".htm"):
             self.to_html(path, start, end)
             return str(path)
@@ -259,6 +281,11 @@ class TextColourer(anywidget.AnyWidget):
         return page
 
 
+def _check_range(vmin, vmax) -> None:
+    if not (math.isfinite(vmin) and math.isfinite(vmax) and vmin < vmax):
+        raise ValueError(f"vmin must be below vmax, both finite: got vmin={vmin} and vmax={vmax}")
+
+
 class ArrayTrace:
     """Named per-character series dressed as a one-layer trace, so the colourer can show them.
 
@@ -268,6 +295,7 @@ class ArrayTrace:
     """
 
     n_layers = 1
+    memory = "hidden"   # what the colourer shows by default: the series themselves
 
     def __init__(self, text: str, series: dict):
         if not series:
@@ -312,7 +340,7 @@ class ArrayTrace:
         return self.values(layer, what, unit)
 
 
-def side_by_side(trace, units, what: str = "cell", height: int = 300, **kw):
+def side_by_side(trace, units, what: str | None = None, height: int = 300, **kw):
     """Colourers for several (layer, unit) pairs in a row, each with its own sliders.
 
         >>> from lab import Session

@@ -86,6 +86,8 @@ class ErrorExplorer(anywidget.AnyWidget):
             raise ValueError(f"model names must differ, got {names}: pass a dict {{name: breakdown}}")
         if per_page < 1:
             raise ValueError(f"per_page must be at least 1, got {per_page}")
+        if context < 0:
+            raise ValueError(f"context is the characters shown either side of an error, at least 0; got {context}")
         self.breakdowns: dict[str, ErrorBreakdown] = dict(items)
         chart = []
         for name, r in items:
@@ -122,6 +124,12 @@ class ErrorExplorer(anywidget.AnyWidget):
         if not 0 <= page < max(n, 1):
             raise traitlets.TraitError(f"page {page} does not exist: the selection has pages 0..{max(n, 1) - 1}")
         return page
+
+    @traitlets.validate("context")
+    def _valid_context(self, proposal):
+        if proposal["value"] < 0:
+            raise traitlets.TraitError(f"context must be at least 0, got {proposal['value']}")
+        return proposal["value"]
 
     @traitlets.validate("per_page")
     def _valid_per_page(self, proposal):

@@ -31,6 +31,7 @@ PNG or SVG (drawn again with matplotlib) or a standalone HTML page.
 """
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -102,6 +103,8 @@ class GateSaturation(ipywidgets.VBox):
         else:
             raise TypeError(f"data must be a Trace (or mapping of gate arrays) or a table from "
                             f"lab.gates.saturation, got {type(data).__name__}")
+        if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
+            raise ValueError(f"bins must be a whole number of histogram bins, at least 1; got {bins!r}")
         self.sat, self.left, self.right, self.bins, self.panel_size = sat, left, right, bins, panel_size
         self.gates = [g for g in PANELS if g in set(sat.gate)]
         self.layers = sorted(int(v) for v in sat.layer.unique())
@@ -135,6 +138,13 @@ class GateSaturation(ipywidgets.VBox):
         self.observe(lambda change: self._draw_histograms(), names=["gate"])
         for target in targets:
             self.link(target)
+
+    @traitlets.validate("gate")
+    def _valid_gate(self, proposal):
+        if proposal["value"] not in self.gates:
+            raise traitlets.TraitError(f"gate {proposal['value']!r} is not shown here: choose one of "
+                                       f"{', '.join(self.gates)}")
+        return proposal["value"]
 
     def __repr__(self) -> str:
         kind = getattr(self.trace, "kind", "")

@@ -91,8 +91,9 @@ class NeuronPage(ipywidgets.VBox):
     unit = traitlets.Int(0)
     what = traitlets.Unicode("cell")
 
-    def __init__(self, trace, layer: int | None = None, unit: int = 0, what: str = "cell", **kw):
+    def __init__(self, trace, layer: int | None = None, unit: int = 0, what: str | None = None, **kw):
         layer = trace.n_layers - 1 if layer is None else layer
+        what = trace.memory if what is None else what   # tanh(c) for an LSTM, h for an RNN or GRU
         trace.unit(layer, unit, what)   # a clear error for a bad layer, unit or gate
         self.trace = trace
         self._rankings: dict = {}

@@ -23,23 +23,33 @@ def available() -> list[str]:
 def resolve(name_or_path) -> Path:
     """A shipped model's name, or a checkpoint path (a run folder means its best.safetensors).
 
-    >>> import tempfile
+    >>> import tempfile, pathlib, shutil
     >>> from lab.checkpoint import CheckpointError
-    >>> resolve("war_and_peace_lstm").name, resolve(tempfile.mkdtemp()).name
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = shutil.copy(resolve("war_and_peace_lstm"), run / "best.safetensors")
+    >>> resolve("war_and_peace_lstm").name, resolve(run).name
     ('war_and_peace_lstm.safetensors', 'best.safetensors')
     >>> try: resolve("no_such_model")
     ... except CheckpointError as e: print(e)
     no checkpoint 'no_such_model': give a path ... or one of the shipped models: linux_kernel_lstm, war_and_peace_lstm
     """
+    from lab.checkpoint import CheckpointError
+    if not isinstance(name_or_path, (str, Path)) and not hasattr(name_or_path, "__fspath__"):
+        raise CheckpointError(f"no checkpoint {name_or_path!r}: give a shipped model's name "
+                              f"({', '.join(available())}), a .safetensors file or a run folder")
     path = Path(name_or_path)
     if path.is_dir():
+        if not (path / "best.safetensors").is_file():
+            last = path / "last.safetensors"
+            hint = (f"; its latest state can be opened by naming it: {last}" if last.is_file()
+                    else ": give a run folder that has finished an epoch, or a .safetensors file")
+            raise CheckpointError(f"run folder {path} has no best.safetensors{hint}")
         path = path / "best.safetensors"
     if path.exists() or path.suffix == ".safetensors":
         return path
     shipped = HERE / f"{name_or_path}.safetensors"
     if shipped.exists():
         return shipped
-    from lab.checkpoint import CheckpointError
     raise CheckpointError(f"no checkpoint {name_or_path!r}: give a path to a .safetensors file or run "
                           f"folder, or one of the shipped models: {', '.join(available()) or 'none'}")
 
@@ -54,8 +64,19 @@ def load_model(name_or_path, device="cpu"):
     from lab.checkpoint import load_checkpoint
     from lab.models import CharRNN, ModelConfig
 
-    tensors, meta = load_checkpoint(resolve(name_or_path))
+    from lab.checkpoint import CheckpointError
+
+    path = resolve(name_or_path)
+    tensors, meta = load_checkpoint(path)
+    if "model_config" not in meta:
+        raise CheckpointError(f"{path} is a vurn checkpoint without a model_config (not a model: "
+                              f"its metadata holds {', '.join(sorted(meta)) or 'nothing'})")
     model = CharRNN(ModelConfig.from_dict(meta["model_config"]))
     weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")} or tensors
-    model.load_state_dict({k: v.float() for k, v in weights.items()})
+    try:
+        model.load_state_dict({k: v.float() for k, v in weights.items()})
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[1:2] or [str(e)]
+        raise CheckpointError(f"{path}: its weights do not fit the model its model_config describes "
+                              f"({first[0].strip()}): the checkpoint is damaged or was written by other code") from None
     return model.to(device).eval(), meta
