@@ -10,6 +10,9 @@
 """
 from __future__ import annotations
 
+import math
+import numbers
+import os
 import secrets
 from dataclasses import dataclass
 
@@ -18,11 +21,46 @@ import torch
 
 from lab.checkpoint import check_corpus
 from lab.corpus import KNOWN, Corpus, CorpusError, encode_chars, load_corpus
-from lab.pretrained import load_model, resolve
-from lab.sample import check_temperature
+from lab.pretrained import available, load_model, resolve
+from lab.sample import (
+    check_count,
+    check_integer,
+    check_seed,
+    check_temperature,
+    next_char_probs,
+)
 from lab.sample import sample as _sample
 from lab.trace import Trace, compute_trace
 from lab.train import pick_device
+
+TRACE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+
+
+def _trace_dtype(dtype) -> torch.dtype:
+    """The storage dtype of a trace: torch.float16 / torch.float32, their names, or numpy's."""
+    if isinstance(dtype, torch.dtype):
+        name = str(dtype).replace("torch.", "")
+    elif isinstance(dtype, str):
+        name = dtype.removeprefix("torch.")
+    elif dtype is None:
+        name = None
+    else:
+        try:
+            name = np.dtype(dtype).name          # np.float32, np.dtype("float16"), ...
+        except TypeError:
+            name = None
+    if name not in TRACE_DTYPES:
+        raise ValueError("dtype must be torch.float16 (the default: half the memory) or torch.float32 "
+                         f"(exact), or their names 'float16' / 'float32'; got {dtype!r}")
+    return TRACE_DTYPES[name]
+
+
+def _finite_number(value, name: str, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number ({what}), got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number ({what}), got {value}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -100,6 +138,12 @@ class Session:
         >>> Session.load("war_and_peace_lstm", device="cpu")
         Session(war_and_peace_lstm: LSTM 2x307, corpus war_and_peace, device cpu)
         """
+        wanted = (f"Session.load needs a shipped model name ({', '.join(available())}), a checkpoint "
+                  f"file (.safetensors) or a run folder, got {type(name_or_path).__name__} {name_or_path!r}")
+        if not isinstance(name_or_path, (str, os.PathLike)):
+            raise TypeError(wanted)
+        if isinstance(name_or_path, str) and not name_or_path.strip():
+            raise ValueError(wanted)
         model, meta = load_model(name_or_path)
         path = resolve(name_or_path)
         name = path.parent.name if path.stem in ("best", "last") else path.stem  # a run folder's name
@@ -158,6 +202,9 @@ class Session:
     def split_text(self, split: str, start: int = 0, length: int | None = None) -> str:
         """A slice of a split of the corpus: ``split_text("test", 0, 5000)``.
 
+        ``start`` is a position in the split; ``length`` (at least 1) must fit in what is left
+        from there, or be None for all of it.
+
         >>> from lab import Corpus, Session
         >>> from lab.models import CharRNN, ModelConfig
         >>> c = Corpus.from_text("tiny", "hello world\\n" * 20)
@@ -166,9 +213,18 @@ class Session:
         >>> s.split_text("test", 6, 8)
         'world\\nhe'
         """
+        start = check_integer(start, "start")
+        if length is not None:
+            length = check_integer(length, "length")
+            if length < 1:
+                raise ValueError(f"length must be at least 1 character (or None: the rest of the split), got {length}")
         text = self.corpus.split(split)
         if not 0 <= start < len(text):
             raise IndexError(f"start {start} is outside the {split} split (0..{len(text) - 1})")
+        left = len(text) - start
+        if length is not None and length > left:
+            raise IndexError(f"length {length} runs past the end of the {split} split: {left} characters "
+                             f"are left from start {start}; pass length={left} or less (or None for all of them)")
         return text[start:start + length if length is not None else None]
 
     # -- tracing --------------------------------------------------------------------------
@@ -176,7 +232,10 @@ class Session:
               length: int | None = None, dtype=torch.float16, top_k: int = 5, **kw) -> Trace:
         """Every internal of the model over ``text`` or over a slice of a corpus split.
 
-        Keyword arguments go to :func:`lab.trace.compute_trace` (``streams``, ``burn_in``,
+        ``start`` and ``length`` choose the slice of ``split`` (see :meth:`split_text`); to trace
+        part of a text, slice the text. ``dtype`` is how the arrays are stored:
+        ``torch.float16`` (the default) or ``torch.float32`` (exact), or their names.
+        Other keyword arguments go to :func:`lab.trace.compute_trace` (``streams``, ``burn_in``,
         ``tol``, ``method``, ``max_rows``).
 
         >>> from lab import Session
@@ -200,16 +259,22 @@ class Session:
         >>> tr.text, tr["loss"].shape, bool(np.isnan(tr["loss"]).any())
         ('world\\nhello ', (12,), False)
         """
+        dtype = _trace_dtype(dtype)
+        top_k = check_integer(top_k, "top_k")
         next_id = None
         if split is not None:
             if text is not None:
                 raise ValueError("give either text or split, not both")
+            start = check_integer(start, "start")
             full = self.corpus.split(split)
             text = self.split_text(split, start, length)
             end = start + len(text)
             next_id = self._index[full[end]] if end < len(full) else None
-        if text is None:
+        elif text is None:
             raise ValueError("give a text to trace, or split='test' (with start and length)")
+        elif length is not None or not (isinstance(start, numbers.Integral) and start == 0):
+            raise ValueError(f"start={start!r}, length={length!r} given with a text: start and length apply to "
+                             "split= (a slice of a corpus split); to trace part of a text, slice it: trace(text[a:b])")
         ids = self.encode(text)
         kw.setdefault("burn_in", self._burn_in)
         tr = compute_trace(self.model, ids, text=text, vocab=self.vocab, dtype=dtype, top_k=top_k,
@@ -223,11 +288,16 @@ class Session:
     def predict(self, text: str, top_k: int = 5) -> list[tuple[str, float]]:
         """The ``top_k`` most likely characters after ``text``, with their probabilities.
 
+        ``top_k`` is an integer of at least 1; more than the vocabulary gives all of it.
+
         >>> from lab import Session
         >>> s = Session.load("war_and_peace_lstm", device="cpu")
         >>> [(ch, round(p, 2)) for ch, p in s.predict('He said, "Yes', top_k=3)]
         [(',', 0.9), ('.', 0.03), ('\\n', 0.03)]
         """
+        top_k = check_integer(top_k, "top_k")
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
         logits, _ = self.model(self.encode(text)[None].to(self.device))
         probs = torch.softmax(logits[0, -1].float(), -1).cpu()
         top = probs.topk(min(top_k, len(self.vocab)))
@@ -236,11 +306,19 @@ class Session:
     def sample(self, n: int = 200, prime: str = "\n", temperature: float = 1.0, seed: int | None = None) -> str:
         """``n`` characters sampled after ``prime``; the same ``seed`` gives the same text.
 
+        ``n`` = 0 gives ''; ``temperature`` is a positive finite number (a tiny one is greedy);
+        ``seed`` is an integer, or None for a fresh random sample.
+
         >>> from lab import Session
         >>> s = Session.load("war_and_peace_lstm", device="cpu")
         >>> s.sample(40, prime="The ", temperature=0.5, seed=1)
         'same\\ntime for a moment. The staff office'
         """
+        check_temperature(temperature)
+        check_count(n, "n")
+        seed = check_seed(seed)
+        if not isinstance(prime, str):
+            raise TypeError(f"prime must be a str, got {type(prime).__name__}")
         if not prime:
             raise ValueError("prime must hold at least one character")
         self.encode(prime)
@@ -260,8 +338,17 @@ class Session:
         if (not isinstance(units, (list, tuple)) or not units
                 or not all(isinstance(u, (list, tuple)) and len(u) == 2 for u in units)):
             raise TypeError(f"units must be a list of (layer, unit) pairs, e.g. [(1, 5)], got {units!r}")
+        for pair in units:
+            for which, x in zip(("layer", "unit"), pair):
+                if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+                    raise TypeError(f"units must be (layer, unit) pairs of integers, e.g. [(1, 5)]: the {which} "
+                                    f"in {tuple(pair)!r} is {type(x).__name__} {x!r}")
+        value = _finite_number(value, "value", "the clamp value or the scale factor")
+        from_step = check_integer(from_step, "from_step")
+        if from_step < 0:
+            raise IndexError(f"from_step {from_step} is negative: steps count from 0, the text's first character")
         by_layer: dict[int, list[int]] = {}
-        for layer, unit in units:
+        for layer, unit in ((int(layer), int(unit)) for layer, unit in units):
             if not 0 <= layer < cfg.layers:
                 raise IndexError(f"layer {layer} does not exist: this model has layers 0..{cfg.layers - 1}")
             if not 0 <= unit < cfg.width:
@@ -281,12 +368,15 @@ class Session:
         return edit
 
     def intervene(self, text: str, units: list[tuple[int, int]], *, what: str = "cell", mode: str = "clamp",
-                  value: float = 0.0, from_step: int = 0, sample_n: int = 200, seed: int = 0,
+                  value: float = 0.0, from_step: int = 0, sample_n: int = 200, seed: int | None = 0,
                   temperature: float = 1.0) -> InterventionResult:
         """Clamp, zero or scale ``units`` ((layer, unit) pairs) from ``from_step`` on, and compare.
 
         Returns the per-character loss on ``text`` and a sample continuing ``text``,
-        with and without the edit (same seed). Clamping the quote cell (1, 283) of the
+        with and without the edit (same seed; ``seed=None`` draws a fresh one for both).
+        ``value`` is the clamp value or the scale factor (a finite number). Steps are the
+        text's characters, 0 to len(text) - 1, then the ``sample_n`` sampled ones: ``from_step``
+        may start the edit anywhere in them. Clamping the quote cell (1, 283) of the
         shipped War and Peace model to -3, beyond its value inside quotes (about -1.6),
         makes it close a quote:
 
@@ -298,11 +388,18 @@ class Session:
         >>> r.loss_change.shape
         (42,)
         """
-        check_temperature(temperature)
-        if sample_n < 0:
-            raise ValueError(f"sample_n must be 0 (no sample) or more, got {sample_n}")
-        edit = self._editor(units, what, mode, value, from_step)
+        temperature = check_temperature(temperature)
+        sample_n = check_count(sample_n, "sample_n")
+        seed = check_seed(seed)
+        if seed is None:  # as sample() does: a fresh seed, the same for both samples
+            seed = secrets.randbits(63)
         ids = self.encode(text)
+        edit = self._editor(units, what, mode, value, from_step)
+        steps = ids.numel() + sample_n
+        if from_step >= steps:
+            then = f", then the {sample_n} sampled ones" if sample_n else " (sample_n=0: no sample)"
+            raise IndexError(f"from_step {from_step} is past the last step: the steps are the text's "
+                             f"{ids.numel()} characters{then}, 0..{steps - 1}")
         before = compute_trace(self.model, ids, dtype=torch.float32, method="loop", streams=1)
         after = compute_trace(self.model, ids, dtype=torch.float32, method="loop", edit=edit)
         return InterventionResult(
@@ -313,14 +410,15 @@ class Session:
     @torch.no_grad()
     def _sample_with(self, ids, edit, n, seed, temperature) -> str:
         from lab.trace import _run_rows
+        if n == 0:
+            return ""
         gen = torch.Generator().manual_seed(seed)
         x = ids[None].to(self.device)
         per_layer, logits = _run_rows(self.model, x, "loop", edit)
         state = self._state_of(per_layer)
         out, t = [], ids.numel()
         for _ in range(n):
-            probs = torch.softmax(logits[0, -1].float().cpu() / temperature, -1)
-            nxt = int(torch.multinomial(probs, 1, generator=gen))
+            nxt = int(torch.multinomial(next_char_probs(logits[0, -1], temperature), 1, generator=gen))
             out.append(self.vocab[nxt])
             shifted = None if edit is None else (lambda layer, step, kind, v, t=t: edit(layer, step + t, kind, v))
             per_layer, logits = _run_rows(self.model, torch.tensor([[nxt]], device=self.device), "loop",

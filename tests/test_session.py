@@ -7,7 +7,6 @@ A tiny checkpoint is trained here, on a toy corpus. Everything runs with one tor
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -16,6 +15,8 @@ from lab.checkpoint import CheckpointError, load_checkpoint
 from lab.corpus import Corpus, CorpusError, find_corpus_file
 from lab.models import CharRNN, ModelConfig
 from lab.reference import reference_forward
+from lab.sample import next_char_probs
+from lab.sample import sample as lab_sample
 from lab.session import InterventionResult, Session
 from lab.trace import Trace, compute_trace
 from lab.train import TrainConfig, train
@@ -382,3 +383,227 @@ def test_bad_interventions_are_clear_errors():
         s.intervene(TEXT, [(0, 1)], temperature=0)
     with pytest.raises(ValueError, match=r"sample_n must be 0 \(no sample\) or more, got -1"):
         s.intervene(TEXT, [(0, 1)], sample_n=-1)
+
+
+# -- bad input at the API boundary: a clear error naming the argument, never a deep one -----------
+
+def tiny_corpus_session() -> Session:
+    """A random model with a small corpus of its own (no files): for split slices."""
+    c = Corpus.from_text("tiny", TEXT * 4)
+    meta = {"vocab": "".join(c.vocab), "corpus": c.name, "corpus_sha256": c.sha256}
+    model = CharRNN(ModelConfig("lstm", 1, 8, len(c.vocab)))
+    model.init_uniform(0.3, generator=torch.Generator().manual_seed(0))
+    return Session(model, meta, device="cpu", corpus=c, name="tiny")
+
+
+def greedy(s: Session, prime: str, n: int) -> str:
+    text = prime
+    for _ in range(n):
+        text += s.predict(text, top_k=1)[0][0]
+    return text[len(prime):]
+
+
+def test_intervene_units_must_be_integers():
+    s = random_session()
+    for units, which in (([(1.7, 5)], r"the layer in \(1\.7, 5\) is float 1\.7"),
+                         ([(1, 2.5)], r"the unit in \(1, 2\.5\) is float 2\.5"),
+                         ([(0, 1), (True, 2)], r"the layer in \(True, 2\) is bool True"),
+                         ([(1, "5")], r"the unit in \(1, '5'\) is str '5'")):
+        with pytest.raises(TypeError, match=r"units must be \(layer, unit\) pairs of integers.*" + which):
+            s.intervene(TEXT, units, sample_n=0)
+    # numpy integers are integers: the same edit as plain ints
+    a = s.intervene(TEXT, [(np.int64(1), np.int32(5))], value=0.9, sample_n=10)
+    b = s.intervene(TEXT, [(1, 5)], value=0.9, sample_n=10)
+    np.testing.assert_array_equal(a.loss_after, b.loss_after)
+    assert a.sample_after == b.sample_after and (np.abs(a.loss_change[:-1]) > 0).any()
+
+
+def test_intervene_value_must_be_a_finite_number():
+    s = random_session()
+    for mode in ("clamp", "scale"):
+        for bad in (float("nan"), float("inf"), -np.inf):
+            with pytest.raises(ValueError, match=r"value must be a finite number \(the clamp value or the scale "
+                                                 r"factor\), got (nan|inf|-inf)"):
+                s.intervene(TEXT, [(1, 5)], mode=mode, value=bad, sample_n=0)
+    for bad in ("1", None, [1.0]):
+        with pytest.raises(TypeError, match=rf"value must be a number .*got {type(bad).__name__}"):
+            s.intervene(TEXT, [(1, 5)], value=bad, sample_n=0)
+    r = s.intervene(TEXT, [(1, 5)], value=np.float32(0.5), sample_n=0)    # numpy numbers are numbers
+    assert np.isfinite(r.loss_after[:-1]).all()
+
+
+def test_intervene_seed_none_is_a_fresh_seed_shared_by_both_samples():
+    s = random_session()
+    one = s.intervene(TEXT, [(1, 5)], mode="scale", value=1.0, sample_n=60, seed=None)
+    two = s.intervene(TEXT, [(1, 5)], mode="scale", value=1.0, sample_n=60, seed=None)
+    assert one.sample_before == one.sample_after and len(one.sample_before) == 60   # one seed for both
+    assert one.sample_before != two.sample_before                                     # a fresh one each call
+    seeded = s.intervene(TEXT, [(1, 5)], value=0.5, sample_n=30, seed=np.int64(4))
+    assert seeded.sample_before == s.sample(30, prime=TEXT, seed=4)
+    with pytest.raises(TypeError, match=r"seed must be an integer \(or None for a fresh random one\), got str 'abc'"):
+        s.intervene(TEXT, [(1, 5)], seed="abc")
+    with pytest.raises(ValueError, match=r"seed must be between -2\*\*63 and 2\*\*64 - 1, got 1180591620717411303424"):
+        s.intervene(TEXT, [(1, 5)], seed=2**70)
+
+
+def test_intervene_from_step_must_be_a_step_of_the_text_or_the_sample():
+    s = random_session()
+    n = len(TEXT)
+    with pytest.raises(IndexError, match=r"from_step -3 is negative: steps count from 0"):
+        s.intervene(TEXT, [(1, 5)], from_step=-3, sample_n=0)
+    with pytest.raises(IndexError, match=rf"from_step {n} is past the last step: the steps are the text's {n} "
+                                         rf"characters \(sample_n=0: no sample\), 0\.\.{n - 1}"):
+        s.intervene(TEXT, [(1, 5)], from_step=n, sample_n=0)
+    with pytest.raises(IndexError, match=rf"from_step {n + 10} is past the last step: .* then the 10 sampled "
+                                         rf"ones, 0\.\.{n + 9}"):
+        s.intervene(TEXT, [(1, 5)], from_step=n + 10, sample_n=10)
+    with pytest.raises(TypeError, match=r"from_step must be an integer, got float 1\.5"):
+        s.intervene(TEXT, [(1, 5)], from_step=1.5, sample_n=0)
+    with pytest.raises(TypeError, match=r"sample_n must be an integer, got float 2\.0"):
+        s.intervene(TEXT, [(1, 5)], sample_n=2.0)
+    # the last step of the text, and the last of the sample, are allowed: they change nothing seen
+    last = s.intervene(TEXT, [(1, 5)], value=0.9, from_step=n - 1, sample_n=0)
+    assert (last.loss_change[:-1] == 0).all()
+    end = s.intervene(TEXT, [(1, 5)], value=0.9, from_step=np.int64(n + 9), sample_n=10)
+    assert end.sample_after == end.sample_before
+
+
+def test_trace_start_and_length_apply_only_to_a_split():
+    s = tiny_corpus_session()
+    with pytest.raises(ValueError, match=r"start=3, length=None given with a text: start and length apply to "
+                                         r"split=.*slice it: trace\(text\[a:b\]\)"):
+        s.trace(TEXT, start=3)
+    with pytest.raises(ValueError, match=r"start=0, length=10 given with a text: start and length apply to split="):
+        s.trace(TEXT, length=10)
+    assert s.trace(TEXT, start=0).text == TEXT            # the default start is no slice
+
+
+def test_trace_of_a_split_needs_a_length_that_fits():
+    s = tiny_corpus_session()
+    test = s.corpus.split("test")
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=rf"length must be at least 1 character .*got {bad}"):
+            s.trace(split="test", length=bad)
+        with pytest.raises(ValueError, match=rf"length must be at least 1 character .*got {bad}"):
+            s.split_text("test", 0, bad)
+    left = len(test) - 5
+    with pytest.raises(IndexError, match=rf"length {left + 1} runs past the end of the test split: {left} characters "
+                                         rf"are left from start 5; pass length={left} or less"):
+        s.trace(split="test", start=5, length=left + 1)
+    with pytest.raises(IndexError, match=rf"{left} characters are left from start 5"):
+        s.split_text("test", 5, left + 1)
+    assert s.trace(split="test", start=5, length=left).text == test[5:]        # exactly what is left: fine
+    assert s.trace(split="test", start=np.int64(5), length=np.int32(3)).text == test[5:8]
+    with pytest.raises(TypeError, match=r"start must be an integer, got float 1\.5"):
+        s.trace(split="test", start=1.5, length=3)
+    with pytest.raises(TypeError, match=r"length must be an integer, got float 1\.5"):
+        s.trace(split="test", length=1.5)
+    with pytest.raises(TypeError, match=r"length must be an integer, got str '10'"):
+        s.split_text("test", 0, "10")
+
+
+def test_trace_dtype_takes_torch_dtypes_or_their_names():
+    s = random_session()
+    for dtype, want in ((torch.float16, np.float16), ("float16", np.float16), ("float32", np.float32),
+                        ("torch.float32", np.float32), (torch.float32, np.float32), (np.float32, np.float32)):
+        tr = s.trace(TEXT, dtype=dtype)
+        assert tr["layers.1.cell"].dtype == want and tr.info["dtype"] == np.dtype(want).name
+    for bad in ("float64", "half", torch.bfloat16, torch.int64, None, 5):
+        with pytest.raises(ValueError, match=r"dtype must be torch\.float16 \(the default.*or torch\.float32 "
+                                             r"\(exact\), or their names 'float16' / 'float32'; got "):
+            s.trace(TEXT, dtype=bad)
+    with pytest.raises(TypeError, match=r"top_k must be an integer, got float 2\.5"):
+        s.trace(TEXT, top_k=2.5)
+
+
+def test_sample_length_must_be_an_integer_of_zero_or_more(capsys):
+    s = random_session()
+    with pytest.raises(ValueError, match=r"n must be 0 \(no sample\) or more, got -1"):
+        s.sample(-1)
+    with pytest.raises(TypeError, match=r"n must be an integer, got float 1\.5"):
+        s.sample(1.5)
+    assert s.sample(0, prime="abc", seed=1) == ""           # like intervene's sample_n=0: no sample
+    with pytest.raises(ValueError, match=r"n must be 0 \(no sample\) or more, got -1"):
+        lab_sample(s.model, s.vocab, -1, prime="a")
+    # the CLI, which calls lab.sample.sample, reports it instead of printing the prime alone
+    from lab.__main__ import main as cli_main
+    assert cli_main(["sample", "war_and_peace_lstm", "-n", "-1", "--prime", "The ", "--device", "cpu"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "n must be 0 (no sample) or more, got -1" in err
+
+
+@pytest.mark.parametrize("temperature", [1e-40, 1e-300, 5e-324])
+def test_a_tiny_temperature_is_greedy(temperature):
+    s = random_session(seed=2)
+    want = greedy(s, "bad ", 15)
+    assert s.sample(15, prime="bad ", temperature=temperature, seed=0) == want
+    assert lab_sample(s.model, s.vocab, 15, prime="bad ", temperature=temperature, seed=5) == want
+    r = s.intervene("bad ", [(1, 5)], mode="scale", value=1.0, sample_n=15, temperature=temperature)
+    assert r.sample_before == r.sample_after == want
+
+
+def test_next_char_probs_is_the_tempered_softmax():
+    logits = torch.tensor([0.5, -1.0, 2.0, 2.0 - 1e-6, -30.0])
+    for t in (0.3, 1.0, 2.5):
+        np.testing.assert_allclose(next_char_probs(logits, t), torch.softmax(logits.double() / t, -1),
+                                   rtol=1e-6, atol=1e-30)
+    assert next_char_probs(logits, 1e-300).tolist() == [0.0, 0.0, 1.0, 0.0, 0.0]
+    assert next_char_probs(logits, 1e-300).dtype == torch.float32
+
+
+def test_temperature_must_be_a_positive_finite_number():
+    s = random_session()
+    for bad in (float("inf"), np.inf):
+        with pytest.raises(ValueError, match=r"temperature must be finite, got inf"):
+            s.sample(10, prime="abc", temperature=bad)
+        with pytest.raises(ValueError, match=r"temperature must be finite, got inf"):
+            s.intervene(TEXT, [(1, 5)], temperature=bad)
+    with pytest.raises(ValueError, match=r"temperature must be positive, got -inf"):
+        s.sample(10, temperature=-np.inf)
+    with pytest.raises(ValueError, match=r"temperature must be a positive number such as 0\.8, got nan"):
+        s.sample(10, temperature=float("nan"))
+    for bad, shown in (("0.5", "str '0.5'"), (None, "NoneType None"), (True, "bool True")):
+        with pytest.raises(TypeError, match=rf"temperature must be a number such as 0\.8, got {shown}"):
+            s.sample(10, temperature=bad)
+        with pytest.raises(TypeError, match=rf"temperature must be a number such as 0\.8, got {shown}"):
+            s.intervene(TEXT, [(1, 5)], temperature=bad)
+    assert s.sample(20, prime="abc", temperature=np.float32(0.5), seed=3) == s.sample(20, prime="abc",
+                                                                                       temperature=0.5, seed=3)
+
+
+def test_sample_seeds_are_integers_in_torchs_range():
+    s = random_session()
+    a = s.sample(30, prime="abc", seed=7)
+    assert s.sample(30, prime="abc", seed=np.int64(7)) == a == s.sample(30, prime="abc", seed=np.uint8(7))
+    for edge in (2**64 - 1, -2**63, 0):
+        assert len(s.sample(5, seed=edge)) == 5
+    for bad, shown in (("abc", "str 'abc'"), (1.5, r"float 1\.5"), (True, "bool True")):
+        with pytest.raises(TypeError, match=rf"seed must be an integer \(or None for a fresh random one\), got {shown}"):
+            s.sample(10, seed=bad)
+    for bad in (2**70, 2**64, -2**63 - 1):
+        with pytest.raises(ValueError, match=rf"seed must be between -2\*\*63 and 2\*\*64 - 1, got {bad}"):
+            s.sample(10, seed=bad)
+        with pytest.raises(ValueError, match=rf"seed must be between -2\*\*63 and 2\*\*64 - 1, got {bad}"):
+            lab_sample(s.model, s.vocab, 10, seed=bad)
+
+
+def test_predict_top_k_must_be_an_integer_of_at_least_one():
+    s = random_session()
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=rf"top_k must be at least 1, got {bad}"):
+            s.predict(TEXT, top_k=bad)
+    for bad, shown in ((2.5, r"float 2\.5"), ("3", "str '3'"), (True, "bool True"), (None, "NoneType None")):
+        with pytest.raises(TypeError, match=rf"top_k must be an integer, got {shown}"):
+            s.predict(TEXT, top_k=bad)
+    assert s.predict(TEXT, top_k=np.int64(2)) == s.predict(TEXT, top_k=2)
+    assert len(s.predict(TEXT, top_k=10**6)) == len(s.vocab)         # more than the vocabulary: all of it
+
+
+def test_load_needs_a_name_a_checkpoint_or_a_run_folder():
+    wanted = (r"Session\.load needs a shipped model name \(linux_kernel_lstm, war_and_peace_lstm\), "
+              r"a checkpoint file \(\.safetensors\) or a run folder, got ")
+    for bad, shown in ((None, "NoneType None"), (5, "int 5"), (["war_and_peace_lstm"], r"list \['war_and_peace_lstm'\]")):
+        with pytest.raises(TypeError, match=wanted + shown):
+            Session.load(bad)
+    with pytest.raises(ValueError, match=wanted + "str ''"):
+        Session.load("")
