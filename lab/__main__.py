@@ -67,6 +67,9 @@ def _add_eval(sub) -> None:
     p.add_argument("checkpoint", help="a shipped model name, a .safetensors file or a run folder")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split to score")
     p.add_argument("--data", default=None, help="folder holding the corpora")
+    p.add_argument("--corpus", default=None, metavar="PATH",
+                   help="the text file the model was trained on, when it is not where training found it "
+                        "(moved, or named by a relative path from another folder); its text is checked")
     p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present)")
 
 
@@ -100,7 +103,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return {"train": _train, "eval": _eval, "sample": _sample, "grid": _grid}[args.command](args)
-    except (CorpusError, CheckpointError, TrainingDiverged, ValueError, FileExistsError, FileNotFoundError) as e:
+    except (CorpusError, CheckpointError, TrainingDiverged, ValueError, FileExistsError, FileNotFoundError,
+            PermissionError) as e:
         print(f"vurn {args.command}: error: {e}", file=sys.stderr)
         return 2
 
@@ -108,12 +112,11 @@ def main(argv=None) -> int:
 def _train(args) -> int:
     from pathlib import Path
 
-    from lab.checkpoint import load_checkpoint
-    from lab.train import train
+    from lab.train import _load_last, train
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    last = Path(args.run_dir) / "last.safetensors"
-    if args.resume and last.is_file():  # options left out are the run's; given ones must agree
-        given = {**load_checkpoint(last)[1]["train_config"], **given}
+    run_dir = Path(args.run_dir)
+    if args.resume and (run_dir / "last.safetensors").is_file():  # options left out are the run's; given ones must agree
+        given = {**_load_last(run_dir)[1]["train_config"], **given}
     cfg = TrainConfig.from_dict(given)
     summary = train(cfg, args.run_dir, device=args.device, data_dir=args.data, resume=args.resume,
                     progress=not args.quiet, max_seconds=args.max_seconds)
@@ -122,12 +125,11 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    from lab.corpus import load_corpus
     from lab.pretrained import load_model
-    from lab.train import evaluate, pick_device
+    from lab.train import evaluate, pick_device, training_corpus
     device = pick_device(args.device)
     model, meta = load_model(args.checkpoint, device)
-    corpus = load_corpus(meta["train_config"]["corpus"], args.data)
+    corpus = training_corpus(meta, args.corpus, args.data)
     check_corpus(meta, corpus, args.checkpoint)
     loss = evaluate(model, corpus.split_ids(args.split))
     print(json.dumps({"checkpoint": str(args.checkpoint), "split": args.split, "loss_nats_per_char": loss}))

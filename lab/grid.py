@@ -635,6 +635,7 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                 if not resume:  # a killed first epoch left no checkpoint: start clean
                     for stale in ("metrics.jsonl", "best.safetensors", "summary.json"):
                         (run_dir / stale).unlink(missing_ok=True)
+                    shutil.rmtree(run_dir / "snapshots", ignore_errors=True)
                 caps = [x for x in (left, child_seconds) if x is not None and x < math.inf]
                 seconds = min(caps) if caps else None
                 argv = _child_argv(run, run_dir, resume, device, data_dir, seconds)

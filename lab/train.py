@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -32,8 +34,11 @@ from tqdm.auto import tqdm
 
 from lab.checkpoint import (CheckpointError, atomic_write, check_corpus, code_commit, load_checkpoint,
                             save_checkpoint)
-from lab.corpus import Corpus, load_corpus
-from lab.models import CharRNN, ModelConfig, count_parameters, detach_state, width_for
+from lab.corpus import KNOWN, Corpus, CorpusError, load_corpus
+from lab.models import KINDS, ROWS, CharRNN, ModelConfig, count_parameters, detach_state, width_for
+
+# what a training run writes in its folder (train.log and grid.json are the grid runner's own)
+RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "summary.json", "snapshots")
 
 
 class TrainingDiverged(RuntimeError):
@@ -42,7 +47,7 @@ class TrainingDiverged(RuntimeError):
     >>> import tempfile
     >>> from lab.corpus import Corpus
     >>> corpus = Corpus.from_text("toy", "abcab\\n" * 100)
-    >>> cfg = TrainConfig(kind="rnn", width=8, epochs=1, batch=2, seq_len=10, lr=float("inf"))
+    >>> cfg = TrainConfig(kind="rnn", width=8, epochs=1, batch=2, seq_len=10, lr=1e38)   # far too large
     >>> try: train(cfg, tempfile.mkdtemp(), corpus=corpus, device="cpu", progress=False)
     ... except TrainingDiverged as e: print(e)
     the training loss became nan at epoch 1, step 2. No checkpoint was written in /... before that.
@@ -58,6 +63,13 @@ class TrainConfig:
     >>> cfg = TrainConfig(kind="gru", layers=2, dropout=0.25)      # the rest: the paper's protocol
     >>> cfg.corpus, cfg.epochs, cfg.batch, cfg.seq_len, cfg.lr
     ('war_and_peace', 50, 100, 100, 0.002)
+
+    Every value is checked when the config is made, so a bad one stops a run before
+    anything is written:
+
+    >>> try: TrainConfig(seq_len=-5)
+    ... except ValueError as e: print(e)
+    seq_len must be at least 1 (characters per training step), got -5
     """
 
     corpus: str = "war_and_peace"   # a known corpus name or a path to a UTF-8 file
@@ -79,6 +91,31 @@ class TrainConfig:
     checkpoint_every: int = 0       # steps between mid-epoch checkpoints; 0: at epoch ends only
     snapshot_every: int = 0         # keep the weights every this many steps in snapshots/ (0: never)
     max_train_chars: int | None = None  # use only the first chars of the train split (quick runs)
+
+    def __post_init__(self):
+        corpus = os.fspath(self.corpus) if isinstance(self.corpus, os.PathLike) else self.corpus
+        if not isinstance(corpus, str) or not corpus.strip():
+            raise ValueError(f"corpus must be a corpus name ({', '.join(KNOWN)}) or a path to a UTF-8 text "
+                             f"file, got {self.corpus!r}")
+        object.__setattr__(self, "corpus", corpus)
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown model kind {self.kind!r}: choose one of {', '.join(KINDS)}")
+        for name, whole, optional in _CHECKS:
+            value = getattr(self, name)
+            if optional and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral if whole else numbers.Real):
+                raise ValueError(f"{name} must be {'a whole number' if whole else 'a number'}, got {value!r}")
+            value = int(value) if whole else float(value)
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
+            ok, rule = _RULES[name]
+            if not ok(value):
+                raise ValueError(f"{name} must be {rule}, got {value}")
+            object.__setattr__(self, name, value)
+        if self.width is None and self.row not in ROWS:
+            raise ValueError(f"row must be one of the paper's rows {', '.join(map(str, ROWS))} (or give a "
+                             f"width), got {self.row}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -104,7 +141,7 @@ class TrainConfig:
         >>> TrainConfig(kind="gru", width=8).model_config(65).width
         8
         """
-        width = self.width or width_for(self.kind, self.layers, self.row, vocab_size)
+        width = self.width if self.width is not None else width_for(self.kind, self.layers, self.row, vocab_size)
         return ModelConfig(self.kind, self.layers, width, vocab_size, self.dropout)
 
     def lr_at(self, epoch: int) -> float:
@@ -115,6 +152,33 @@ class TrainConfig:
         [0.002, 0.002, 0.0019, 0.001805]
         """
         return self.lr * self.lr_decay ** max(0, epoch + 1 - self.decay_after)
+
+
+# (field, whole number, None allowed) in field order, and each field's rule
+_CHECKS = (("layers", True, False), ("row", True, False), ("width", True, True), ("dropout", False, False),
+           ("epochs", True, False), ("batch", True, False), ("seq_len", True, False), ("lr", False, False),
+           ("lr_decay", False, False), ("decay_after", True, False), ("rmsprop_alpha", False, False),
+           ("init_scale", False, False), ("grad_clip", False, False), ("seed", True, False),
+           ("checkpoint_every", True, False), ("snapshot_every", True, False), ("max_train_chars", True, True))
+_RULES = {
+    "layers": (lambda v: 1 <= v <= 3, "1, 2 or 3 (the paper's depths)"),
+    "row": (lambda v: v >= 1, "positive (one of the paper's rows 64, 128, 256, 512)"),
+    "width": (lambda v: v >= 1, "at least 1 (or left out: the row's width)"),
+    "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "epochs": (lambda v: v >= 1, "at least 1"),
+    "batch": (lambda v: v >= 1, "at least 1 (parallel streams per batch)"),
+    "seq_len": (lambda v: v >= 1, "at least 1 (characters per training step)"),
+    "lr": (lambda v: v > 0, "positive"),
+    "lr_decay": (lambda v: 0 < v <= 1, "in (0, 1] (1: no decay)"),
+    "decay_after": (lambda v: v >= 0, "at least 0 (epochs at the full learning rate)"),
+    "rmsprop_alpha": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "init_scale": (lambda v: v > 0, "positive (weights start uniform in [-init_scale, init_scale])"),
+    "grad_clip": (lambda v: v > 0, "positive (gradients are clamped to [-grad_clip, grad_clip])"),
+    "seed": (lambda v: 0 <= v < 2 ** 64, "from 0 to 2**64 - 1"),
+    "checkpoint_every": (lambda v: v >= 0, "at least 0 (0: checkpoints at epoch ends only)"),
+    "snapshot_every": (lambda v: v >= 0, "at least 0 (0: no snapshots)"),
+    "max_train_chars": (lambda v: v >= 1, "at least 1 (or left out: the whole training split)"),
+}
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -266,24 +330,48 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, run_dir, corpus: Corpus | None = None, device=None,
                  data_dir=None, resume: bool = False, progress: bool = True):
+        if not isinstance(cfg, TrainConfig):
+            raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}: use TrainConfig(...) "
+                            "or TrainConfig.from_dict(...)")
         self.run_dir = Path(run_dir)
+        _check_run_dir(self.run_dir)
         self.device = pick_device(device)
         self.progress = progress
         last = self.run_dir / "last.safetensors"
-        if resume and last.exists():
-            tensors, meta = load_checkpoint(last)
+        if resume and last.is_file():
+            tensors, meta = _load_last(self.run_dir)
             saved = TrainConfig.from_dict(meta["train_config"])
             changed = {f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(saved, f.name)}
+            if "corpus" in changed and cfg.corpus not in KNOWN and saved.corpus not in KNOWN:
+                changed.discard("corpus")   # the same file named another way (its sha256 is checked below)
             # only the length of the run may change on resume; anything else breaks exactness
             if changed - {"epochs"}:
                 raise ValueError(f"cannot resume {self.run_dir} with different options {sorted(changed)}: "
                                  "use the same options, or a new run folder")
+            if corpus is None and cfg.corpus != saved.corpus:
+                corpus, self.corpus_file = load_corpus(cfg.corpus, data_dir), _corpus_file(cfg.corpus)
+            elif corpus is None:
+                corpus, self.corpus_file = _find_training_corpus(
+                    meta, data_dir=data_dir, option="--corpus PATH (corpus=... in Python); its text is checked")
+            else:
+                self.corpus_file = meta.get("corpus_file")
             cfg = replace(saved, epochs=cfg.epochs)
         elif resume:
-            raise CheckpointError(f"nothing to resume in {self.run_dir} (no last.safetensors)")
-        elif last.exists():
-            raise FileExistsError(f"{self.run_dir} already holds a run: pass resume=True (--resume) "
-                                  "to continue it, or choose a new folder")
+            found = _run_files(self.run_dir)
+            raise CheckpointError(f"nothing to resume in {self.run_dir} (no last.safetensors)" + (
+                f": it holds {', '.join(found)} of an earlier run, which cannot be resumed from; start a new run "
+                "in another folder" + (f", or evaluate or sample {self.run_dir / 'best.safetensors'}"
+                                       if "best.safetensors" in found else "")
+                if found else ": start a new run there without --resume (resume=False)"))
+        else:
+            found = _run_files(self.run_dir)
+            if found:
+                raise FileExistsError(
+                    f"{self.run_dir} already holds an earlier run ({', '.join(found)}): "
+                    + ("pass resume=True (--resume) to continue it, or choose a new folder" if last.is_file() else
+                       "it has no last.safetensors, so it cannot be resumed; choose a new folder "
+                       "(nothing there is overwritten)"))
+            self.corpus_file = _corpus_file(cfg.corpus) if corpus is None else None
         self.cfg = cfg
         self.corpus = corpus or load_corpus(cfg.corpus, data_dir)
         torch.manual_seed(cfg.seed)
@@ -293,13 +381,14 @@ class Trainer:
         self.optimizer = torch.optim.RMSprop(self.model.parameters(), lr=cfg.lr,
                                              alpha=cfg.rmsprop_alpha, eps=1e-8)
         train_ids = self.corpus.split_ids("train")
-        if cfg.max_train_chars:
+        if cfg.max_train_chars is not None:
             train_ids = train_ids[: cfg.max_train_chars]
         self.data = stream_view(train_ids, cfg.batch).to(self.device)     # (B, N)
         self.steps_per_epoch = batches_per_epoch(train_ids.numel(), cfg.batch, cfg.seq_len)
         if self.steps_per_epoch < 1:
             raise ValueError(f"the training text ({train_ids.numel()} chars) is too short for batch "
-                             f"{cfg.batch} x sequence {cfg.seq_len}: lower them")
+                             f"{cfg.batch} x sequence {cfg.seq_len}: lower them"
+                             + (", or raise max_train_chars" if cfg.max_train_chars is not None else ""))
         self.val_ids = self.corpus.split_ids("val")
         self.epoch, self.step_in_epoch, self.step = 0, 0, 0
         self.best_val, self.history, self.elapsed = math.inf, [], 0.0
@@ -316,7 +405,8 @@ class Trainer:
         return {
             "model_config": self.model.cfg.to_dict(), "train_config": asdict(self.cfg),
             "vocab": "".join(self.corpus.vocab), "corpus": self.corpus.name,
-            "corpus_sha256": self.corpus.sha256, "epoch": self.epoch, "step": self.step,
+            "corpus_sha256": self.corpus.sha256,
+            **({"corpus_file": self.corpus_file} if self.corpus_file else {}), "epoch": self.epoch, "step": self.step,
             "step_in_epoch": self.step_in_epoch, "best_val_loss": self.best_val,
             "history": self.history, "elapsed_s": round(self.elapsed, 2),
             "device": _device_name(self.device), "code_commit": code_commit(), **extra,
@@ -546,6 +636,103 @@ def run_summary(cfg: TrainConfig, best_meta: dict, *, corpus: str, epochs: int, 
             "best_epoch": best_meta["epoch"], "val_loss": best_meta.get("val_loss"), "test_loss": test_loss,
             "elapsed_s": None if elapsed_s is None else round(elapsed_s, 1), "device": device,
             "code_commit": commit}
+
+
+def training_corpus(meta: dict, path=None, data_dir=None) -> Corpus:
+    """The corpus a checkpoint was trained on, from its metadata ``meta``.
+
+    A known corpus is found by name (``data_dir``, ``$VURN_DATA``, the cache). A corpus
+    file is looked for where training recorded it (its absolute path, ``corpus_file``),
+    then as the training named it (relative to the working folder, for checkpoints
+    written before that was recorded). ``path`` names the file instead (a moved file,
+    or a relative one given from another folder). The caller checks the text with
+    :func:`lab.checkpoint.check_corpus`.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "poem.txt"; _ = p.write_text("roses are red\\n" * 5)
+    >>> meta = {"train_config": {"corpus": "elsewhere/poem.txt"}, "corpus_file": str(p)}
+    >>> training_corpus(meta).name
+    'poem'
+    >>> try: training_corpus({"train_config": {"corpus": "poem.txt"}})
+    ... except CorpusError as e: print(e)
+    this model was trained on the corpus file 'poem.txt', which is not found from /...: name the file
+    with --corpus PATH (path=... in Python)
+    """
+    return _find_training_corpus(meta, path, data_dir)[0]
+
+
+def _find_training_corpus(meta: dict, path=None, data_dir=None, option: str = "--corpus PATH (path=... in Python)"):
+    """(corpus, absolute path of its file or None) for :func:`training_corpus`."""
+    name = str((meta.get("train_config") or {}).get("corpus") or meta.get("corpus"))
+    if path is not None:
+        if str(path) in KNOWN:
+            return load_corpus(str(path), data_dir), None
+        path = Path(path)
+        if not path.is_file():
+            raise CorpusError(f"corpus file {path} does not exist" + (" (it is a folder)" if path.is_dir() else "")
+                              + ": name the text file the model was trained on")
+        if name in KNOWN:   # a copy of a known corpus: its own splits and name
+            return Corpus.from_file(path, splits=KNOWN[name].splits, name=name), os.path.abspath(path)
+        return load_corpus(path), _corpus_file(path)
+    if name in KNOWN:
+        return load_corpus(name, data_dir), None
+    recorded = meta.get("corpus_file")
+    for candidate in dict.fromkeys(c for c in (recorded, name) if c):
+        if Path(candidate).is_file():
+            return Corpus.from_file(candidate), os.path.abspath(candidate)
+    where = f" (recorded as {recorded})" if recorded and recorded != name else ""
+    raise CorpusError(f"this model was trained on the corpus file {name!r}{where}, which is not found from "
+                      f"{os.getcwd()}: name the file with {option}")
+
+
+def _corpus_file(name) -> str | None:
+    """The absolute path of a corpus given as a file, None for a known corpus name."""
+    if str(name) in KNOWN or not Path(name).is_file():
+        return None
+    return os.path.abspath(name)
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    """Refuse a run folder that is a file, or that cannot be made or written."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"the run folder {run_dir} is a file, not a folder: choose a folder for the run "
+                              "(--run-dir), a new one for a new run")
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FileExistsError(f"the run folder {run_dir} cannot be made: {existing} is a file, not a folder; "
+                              "choose another folder (--run-dir)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"the run folder {run_dir} cannot be written: no write permission in {existing}; "
+                              "choose a folder you can write (--run-dir)")
+
+
+def _run_files(run_dir: Path) -> list[str]:
+    """The files of an earlier run in ``run_dir`` (an empty snapshots/ folder does not count)."""
+    found = []
+    for name in RUN_FILES:
+        p = run_dir / name
+        if p.is_dir() and name == "snapshots":
+            if any(p.iterdir()):
+                found.append(name + "/")
+        elif p.exists():
+            found.append(name)
+    return found
+
+
+def _load_last(run_dir: Path):
+    """``load_checkpoint(run_dir / "last.safetensors")`` with a resume's advice when it is damaged."""
+    try:
+        return load_checkpoint(run_dir / "last.safetensors")
+    except CheckpointError as e:
+        reason = re.sub(r"[\s.:;]*\b[Uu]se another checkpoint.*$", "", str(e), flags=re.S)
+        best = run_dir / "best.safetensors"
+        raise CheckpointError(
+            f"cannot resume {run_dir}: {reason}. A run resumes only from its last.safetensors (kept as it is): "
+            "start a new run in another folder" + (
+                f", or evaluate or sample the best epoch's weights, {best} (python -m lab eval {run_dir})"
+                if best.is_file() else "")) from None
 
 
 def _device_name(device: torch.device) -> str:

@@ -90,7 +90,7 @@ def test_every_option_has_a_description(command, capsys, monkeypatch):
     assert "--help" in entries
     expected = {"train": [f"--{f.name.replace('_', '-')}" for f in fields(TrainConfig)]
                 + ["--run-dir", "--resume", "--device", "--data", "--max-seconds", "--quiet"],
-                "eval": ["--split", "--data", "--device"],
+                "eval": ["--split", "--data", "--corpus", "--device"],
                 "sample": ["-n", "--prime", "--temperature", "--seed", "--device"]}[command]
     for option in expected:
         assert option in entries, f"{command} {option} is missing from --help"
@@ -168,7 +168,17 @@ def test_unknown_corpus_is_a_one_line_error(tmp_path):
     (["sample", "no_such_model"], r"no checkpoint 'no_such_model'.*linux_kernel_lstm, war_and_peace_lstm"),
     (["sample", "war_and_peace_lstm", "--temperature", "0"], r"temperature must be positive, got 0.0"),
     (["sample", "war_and_peace_lstm", "--prime", ""], r"prime must hold at least one character"),
-    (["eval", "{tmp}/empty_run"], r"empty_run/best.safetensors does not exist"),
+    (["eval", "{tmp}/empty_run"], r"empty_run holds no checkpoint \(neither best.safetensors nor last.safetensors\)"),
+    (["sample", "{tmp}/empty_run"], r"empty_run holds no checkpoint"),
+    (["eval", "{tmp}/nope.safetensors"], r"checkpoint .*nope.safetensors does not exist"),
+    (["eval", "war_and_peace_lstm", "--corpus", "{tmp}/missing.txt"],
+     r"corpus file .*missing.txt does not exist: name the text file the model was trained on"),
+    (["train", "--seq-len", "-5", "--corpus", "{tmp}/text.txt", "--run-dir", "{tmp}/r"],
+     r"seq_len must be at least 1 \(characters per training step\), got -5$"),
+    (["train", "--epochs", "0", "--corpus", "{tmp}/text.txt", "--run-dir", "{tmp}/r"], r"epochs must be at least 1, got 0$"),
+    (["train", "--lr", "inf", "--corpus", "{tmp}/text.txt", "--run-dir", "{tmp}/r"], r"lr must be a finite number, got inf$"),
+    (["train", "--corpus", "{tmp}/text.txt", "--run-dir", "{tmp}/text.txt"],
+     r"the run folder .*text.txt is a file, not a folder: choose a folder for the run \(--run-dir\)"),
     (["eval", "{tmp}/junk.safetensors"], r"not a readable safetensors file"),
     (["train", "--corpus", "{tmp}/missing.txt", "--run-dir", "{tmp}/r"], r"corpus file .*missing.txt does not exist"),
     (["train", "--kind", "transformer", "--corpus", "{tmp}/text.txt", "--run-dir", "{tmp}/r"],
@@ -192,14 +202,100 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, argv, message):
     rc = main(argv)
     line = assert_one_line_error(rc, capsys.readouterr().err, command=argv[0])
     assert re.search(message, line), line
+    if argv[0] == "train":
+        assert not (tmp_path / "r").exists()    # nothing is made for a refused run
+        assert (tmp_path / "text.txt").read_text() == "abc\n" * 2000
 
 
-def test_eval_of_a_run_folder_and_a_changed_corpus(tmp_path, capsys):
+def toy_run(tmp_path):
+    """(corpus file, run folder) of a one-epoch toy run trained on a file corpus."""
     text = tmp_path / "toy.txt"
     text.write_text("the cat sat on the mat, and the dog ran.\n" * 80)
     run = tmp_path / "run"
     assert main(["train", "--corpus", str(text), "--width", "8", "--batch", "4", "--seq-len", "10",
                  "--epochs", "1", "--quiet", "--device", "cpu", "--run-dir", str(run)]) == 0
+    return text, run
+
+
+def test_eval_and_sample_of_a_run_folder_without_best_name_its_last_checkpoint(tmp_path, capsys):
+    text, run = toy_run(tmp_path)
+    (run / "best.safetensors").unlink()   # as in a run stopped inside its first epoch
+    capsys.readouterr()
+    for command in ("eval", "sample"):
+        line = assert_one_line_error(main([command, str(run), "--device", "cpu"]), capsys.readouterr().err, command)
+        assert line.endswith(f"run folder {run} has no best.safetensors (a run writes it when its first epoch "
+                             f"ends): to use the run's latest weights, name {run / 'last.safetensors'}"), line
+    assert main(["eval", str(run / "last.safetensors"), "--split", "val", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["loss_nats_per_char"] < 3
+    assert main(["sample", str(run / "last.safetensors"), "-n", "10", "--seed", "0", "--device", "cpu"]) == 0
+
+
+def test_a_corpus_given_by_a_relative_path_is_found_from_any_folder(tmp_path, capsys, monkeypatch):
+    (tmp_path / "work").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    text = tmp_path / "work" / "toy.txt"
+    text.write_text("the cat sat on the mat, and the dog ran.\n" * 80)
+    monkeypatch.chdir(tmp_path / "work")
+    opts = ["--corpus", "toy.txt", "--width", "8", "--batch", "4", "--seq-len", "10", "--quiet", "--device", "cpu"]
+    assert main(["train", *opts, "--epochs", "1", "--run-dir", "run"]) == 0
+    _, meta = load_checkpoint(tmp_path / "work" / "run" / "best.safetensors")
+    assert meta["train_config"]["corpus"] == "toy.txt"      # as given (the grid compares it)
+    assert meta["corpus_file"] == str(text)                 # and where it is
+    # the same options resume it, from where it was trained
+    assert main(["train", *opts, "--epochs", "2", "--run-dir", "run", "--resume"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "run", "--split", "val", "--device", "cpu"]) == 0
+    here = json.loads(capsys.readouterr().out)["loss_nats_per_char"]
+
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    run = str(tmp_path / "work" / "run")
+    assert main(["eval", run, "--split", "val", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["loss_nats_per_char"] == here
+    assert main(["train", "--run-dir", run, "--resume", "--epochs", "3", "--quiet"]) == 0   # its corpus found too
+    capsys.readouterr()
+
+    moved = tmp_path / "elsewhere" / "moved.txt"
+    text.rename(moved)
+    line = assert_one_line_error(main(["eval", run, "--device", "cpu"]), capsys.readouterr().err, "eval")
+    assert line.endswith(f"this model was trained on the corpus file 'toy.txt' (recorded as {text}), which is "
+                         f"not found from {tmp_path / 'elsewhere'}: name the file with --corpus PATH "
+                         "(path=... in Python)"), line
+    assert "VURN_DATA" not in line and "--data" not in line
+    assert main(["eval", run, "--split", "val", "--device", "cpu", "--corpus", "moved.txt"]) == 0
+    capsys.readouterr()
+    # resuming names it with --corpus too: another name for the same text
+    line = assert_one_line_error(main(["train", "--run-dir", run, "--resume", "--epochs", "4", "--quiet"]),
+                                 capsys.readouterr().err, "train")
+    assert "name the file with --corpus PATH" in line
+    assert main(["train", "--run-dir", run, "--resume", "--epochs", "4", "--quiet", "--corpus", "moved.txt"]) == 0
+    _, meta = load_checkpoint(tmp_path / "work" / "run" / "last.safetensors")
+    assert meta["train_config"]["corpus"] == "toy.txt" and meta["corpus_file"] == str(moved)
+
+
+def test_a_checkpoint_from_before_the_corpus_file_was_recorded_still_loads(tmp_path, capsys, monkeypatch):
+    from lab.checkpoint import save_checkpoint
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "toy.txt").write_text("the cat sat on the mat, and the dog ran.\n" * 80)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--corpus", "toy.txt", "--width", "8", "--batch", "4", "--seq-len", "10", "--epochs", "1",
+                 "--quiet", "--device", "cpu", "--run-dir", "run"]) == 0
+    for name in ("best.safetensors", "last.safetensors"):   # as written before corpus_file existed
+        tensors, meta = load_checkpoint(tmp_path / "run" / name)
+        del meta["corpus_file"], meta["train_config"]["snapshot_every"]
+        save_checkpoint(tmp_path / "run" / name, tensors, meta)
+    capsys.readouterr()
+    assert main(["eval", "run", "--device", "cpu"]) == 0       # from where it was trained: as before
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    line = assert_one_line_error(main(["eval", "../run", "--device", "cpu"]), capsys.readouterr().err, "eval")
+    assert "trained on the corpus file 'toy.txt', which is not found from" in line and "--corpus PATH" in line
+    assert main(["eval", "../run", "--device", "cpu", "--corpus", "../toy.txt"]) == 0
+    assert main(["train", "--run-dir", "../run", "--resume", "--epochs", "2", "--quiet", "--corpus", "../toy.txt"]) == 0
+    _, meta = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert meta["corpus_file"] == str(tmp_path / "toy.txt")   # recorded from now on
+
+
+def test_eval_of_a_run_folder_and_a_changed_corpus(tmp_path, capsys):
+    text, run = toy_run(tmp_path)
     capsys.readouterr()
     assert main(["eval", str(run), "--split", "val", "--device", "cpu"]) == 0
     out = json.loads(capsys.readouterr().out)

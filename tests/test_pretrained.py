@@ -111,11 +111,11 @@ def test_what_cannot_be_opened_says_why(tmp_path):
         load_checkpoint(None)
     run = tmp_path / "run"
     run.mkdir()
-    with pytest.raises(CheckpointError, match="run folder .*run has no best.safetensors: give a run folder that"):
+    with pytest.raises(CheckpointError, match=r"run holds no checkpoint \(neither best.safetensors nor last"):
         resolve(run)
     (run / "last.safetensors").write_bytes((HERE / "war_and_peace_lstm.safetensors").read_bytes())
-    with pytest.raises(CheckpointError, match=r"has no best.safetensors; its latest state can be opened by naming "
-                                              r"it: .*run/last.safetensors"):
+    with pytest.raises(CheckpointError, match=r"has no best.safetensors \(a run writes it when its first epoch ends\): "
+                                              r"to use the run's latest weights, name .*run/last.safetensors"):
         load_model(run)
     assert load_model(run / "last.safetensors")[0].cfg.width == 307
     tensors, meta = load_checkpoint(HERE / "war_and_peace_lstm.safetensors")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -244,8 +245,99 @@ def test_second_train_into_a_run_folder_is_refused(finished_run, capsys):
     opts, run = finished_run
     before = metrics(run)
     err = cli_error(capsys, ["train", *opts, "--run-dir", str(run)])
-    assert f"{run} already holds a run: pass resume=True (--resume)" in err
+    assert f"{run} already holds an earlier run (" in err
+    assert "pass resume=True (--resume) to continue it, or choose a new folder" in err
     assert metrics(run) == before
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def earlier_run(tmp_path_factory) -> Path:
+    """A finished run with every run file: last, best, metrics, summary and snapshots/."""
+    run = tmp_path_factory.mktemp("earlier") / "run"
+    train(small_cfg(layers=1, width=8, epochs=1, snapshot_every=30), run, corpus=toy_corpus(), device="cpu",
+          progress=False)
+    assert sorted(p.name for p in run.iterdir()) == ["best.safetensors", "last.safetensors", "metrics.jsonl",
+                                                     "snapshots", "summary.json"]
+    return run
+
+
+@pytest.mark.parametrize("kept", ["best.safetensors", "metrics.jsonl", "summary.json", "snapshots"])
+def test_a_folder_with_an_earlier_run_but_no_last_checkpoint_is_refused_and_kept(earlier_run, tmp_path, kept):
+    """Its last.safetensors deleted (to save space, say), an earlier run is still there: a new
+    run must not overwrite its files or append to its metrics."""
+    import shutil
+    run = tmp_path / "run"
+    run.mkdir()
+    (shutil.copytree if kept == "snapshots" else shutil.copy2)(earlier_run / kept, run / kept)
+    (run / "train.log").write_text("the grid runner's own log\n")   # not a run file
+    before = folder_bytes(run)
+    with pytest.raises(FileExistsError) as err:
+        Trainer(small_cfg(), run, corpus=toy_corpus(), device="cpu", progress=False)
+    msg = str(err.value)
+    assert f"{run} already holds an earlier run ({kept}" in msg
+    assert "it has no last.safetensors, so it cannot be resumed; choose a new folder" in msg
+    assert folder_bytes(run) == before
+
+
+def test_an_earlier_run_is_refused_by_the_cli_and_kept(earlier_run, tmp_path, capsys):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(earlier_run, run)
+    (run / "last.safetensors").unlink()
+    before = folder_bytes(run)
+    text = tmp_path / "toy.txt"
+    text.write_text(toy_text(3005))
+    err = cli_error(capsys, ["train", "--corpus", str(text), "--width", "8", "--batch", "4", "--seq-len", "10",
+                             "--epochs", "1", "--quiet", "--device", "cpu", "--run-dir", str(run)])
+    assert err.startswith(f"vurn train: error: {run} already holds an earlier run (best.safetensors, "
+                          "metrics.jsonl, summary.json, snapshots/)")
+    assert "choose a new folder" in err
+    assert folder_bytes(run) == before
+    # --resume cannot help, and says what can
+    err = cli_error(capsys, ["train", "--run-dir", str(run), "--resume", "--quiet", "--device", "cpu"])
+    assert f"nothing to resume in {run} (no last.safetensors): it holds best.safetensors" in err
+    assert f"start a new run in another folder, or evaluate or sample {run / 'best.safetensors'}" in err
+    assert folder_bytes(run) == before
+
+
+def test_an_empty_snapshots_folder_and_the_grids_files_are_not_an_earlier_run(tmp_path):
+    run = tmp_path / "run"
+    (run / "snapshots").mkdir(parents=True)
+    (run / "train.log").write_text("# a launch\n")
+    (run / "grid.json").write_text('{"launches": []}')
+    summary = train(small_cfg(layers=1, width=8, epochs=1), run, corpus=toy_corpus(), device="cpu", progress=False)
+    assert summary["finished"] and (run / "train.log").read_text() == "# a launch\n"
+
+
+def test_a_run_folder_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("keep me\n")
+    with pytest.raises(FileExistsError, match=rf"the run folder {path} is a file, not a folder: choose a folder"):
+        Trainer(small_cfg(), path, corpus=toy_corpus(), device="cpu", progress=False)
+    with pytest.raises(FileExistsError, match=rf"the run folder {path / 'run'} cannot be made: {path} is a file"):
+        Trainer(small_cfg(), path / "run", corpus=toy_corpus(), device="cpu", progress=False)
+    assert path.read_text() == "keep me\n"
+
+
+def test_a_truncated_last_checkpoint_says_what_can_be_done(finished_run, capsys):
+    opts, run = finished_run
+    last = run / "last.safetensors"
+    last.write_bytes(last.read_bytes()[:1000])
+    before = folder_bytes(run)
+    for argv in (["train", "--run-dir", str(run), "--resume", "--quiet"],
+                 ["train", *opts, "--epochs", "2", "--run-dir", str(run), "--resume"]):
+        err = cli_error(capsys, argv)
+        assert f"cannot resume {run}: {last} is not a readable safetensors file (truncated or damaged?)" in err
+        assert "start a new run in another folder, or evaluate or sample the best epoch's weights, " \
+               f"{run / 'best.safetensors'}" in err
+        assert "Use another checkpoint" not in err and "e.g. best.safetensors" not in err
+    with pytest.raises(TRAIN.CheckpointError, match="A run resumes only from its last.safetensors"):
+        Trainer(small_cfg(), run, corpus=toy_corpus(), device="cpu", progress=False, resume=True)
+    assert folder_bytes(run) == before
 
 
 def test_resume_with_other_options_is_refused(finished_run, capsys):
@@ -311,9 +403,75 @@ def test_train_config_from_dict_names_unknown_keys():
 
 def test_train_config_width_comes_from_the_row():
     assert TrainConfig(kind="lstm", layers=2, row=512).model_config(82).width == 307
+    assert TrainConfig(kind="lstm", layers=2, row=512, width=None).model_config(82).width == 307
     assert TrainConfig(kind="gru", layers=1, row=64, width=33).model_config(82).width == 33
+    assert TrainConfig(kind="gru", layers=1, row=100, width=33).model_config(82).width == 33  # the row unused
     with pytest.raises(ValueError, match="unknown model kind 'cnn'"):
         TrainConfig(kind="cnn").model_config(82)
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("epochs", 0, "epochs must be at least 1, got 0"),
+    ("batch", 0, "batch must be at least 1 (parallel streams per batch), got 0"),
+    ("seq_len", -5, "seq_len must be at least 1 (characters per training step), got -5"),
+    ("width", 0, "width must be at least 1 (or left out: the row's width), got 0"),
+    ("width", -3, "width must be at least 1"),
+    ("snapshot_every", -1, "snapshot_every must be at least 0 (0: no snapshots), got -1"),
+    ("checkpoint_every", -2, "checkpoint_every must be at least 0 (0: checkpoints at epoch ends only), got -2"),
+    ("max_train_chars", 0, "max_train_chars must be at least 1 (or left out: the whole training split), got 0"),
+    ("max_train_chars", -5, "max_train_chars must be at least 1"),
+    ("grad_clip", 0.0, "grad_clip must be positive (gradients are clamped to [-grad_clip, grad_clip]), got 0.0"),
+    ("grad_clip", -5, "grad_clip must be positive"),
+    ("grad_clip", math.inf, "grad_clip must be a finite number, got inf"),
+    ("lr_decay", 0.0, "lr_decay must be in (0, 1] (1: no decay), got 0.0"),
+    ("lr_decay", 1.5, "lr_decay must be in (0, 1] (1: no decay), got 1.5"),
+    ("lr", 0, "lr must be positive, got 0.0"),
+    ("lr", math.nan, "lr must be a finite number, got nan"),
+    ("lr", math.inf, "lr must be a finite number, got inf"),
+    ("lr", "0.1", "lr must be a number, got '0.1'"),
+    ("init_scale", -0.08, "init_scale must be positive"),
+    ("rmsprop_alpha", 1.0, "rmsprop_alpha must be in [0, 1), got 1.0"),
+    ("dropout", 1.0, "dropout must be in [0, 1), got 1.0"),
+    ("dropout", -math.inf, "dropout must be a finite number, got -inf"),
+    ("decay_after", -1, "decay_after must be at least 0"),
+    ("seed", -1, "seed must be from 0 to 2**64 - 1, got -1"),
+    ("layers", 4, "layers must be 1, 2 or 3 (the paper's depths), got 4"),
+    ("epochs", 2.5, "epochs must be a whole number, got 2.5"),
+    ("width", True, "width must be a whole number, got True"),
+    ("row", 100, "row must be one of the paper's rows 64, 128, 256, 512 (or give a width), got 100"),
+    ("kind", "cnn", "unknown model kind 'cnn': choose one of rnn, lstm, gru"),
+    ("corpus", "", "corpus must be a corpus name (war_and_peace, linux_kernel) or a path"),
+])
+def test_bad_train_config_values_are_refused(option, value, message):
+    with pytest.raises(ValueError) as err:
+        TrainConfig(**{option: value})
+    assert message in str(err.value)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig.from_dict({**TrainConfig().__dict__, option: value})
+
+
+def test_valid_configs_of_the_project_still_pass():
+    from lab.grid import grid_runs
+    from lab.pretrained import load_model
+    edge = TrainConfig(lr_decay=1.0, rmsprop_alpha=0.0, decay_after=0, checkpoint_every=0, snapshot_every=0,
+                       max_train_chars=1, width=1, seed=2 ** 64 - 1, dropout=0.0, lr=1, corpus=Path("a/b.txt"))
+    assert (edge.lr, type(edge.lr), edge.corpus) == (1.0, float, "a/b.txt")
+    for run in grid_runs(vocab_sizes={"war_and_peace": 82, "linux_kernel": 98}, epochs=2,
+                         train_options={"max_train_chars": 20000, "batch": 10, "width": 16}):
+        TrainConfig.from_dict(run.train_config())
+    for name in ("war_and_peace_lstm", "linux_kernel_lstm"):   # written before snapshot_every existed
+        cfg = TrainConfig.from_dict(load_model(name)[1]["train_config"])
+        assert cfg.width is None and cfg.model_config(82).width == 307
+
+
+def test_an_invalid_config_creates_no_run_folder(tmp_path, capsys):
+    text = tmp_path / "toy.txt"
+    text.write_text(toy_text(3005))
+    for bad in (["--epochs", "0"], ["--seq-len", "-5"], ["--width", "0"], ["--max-train-chars", "0"]):
+        err = cli_error(capsys, ["train", "--corpus", str(text), "--quiet", "--device", "cpu", "--batch", "4",
+                                 "--run-dir", str(tmp_path / "run"), *bad])
+        assert f"{bad[0][2:].replace('-', '_')} must be at least 1" in err
+        assert not (tmp_path / "run").exists()
 
 
 # -- streamed evaluation --------------------------------------------------------------------------

@@ -41,9 +41,11 @@ def resolve(name_or_path) -> Path:
     if path.is_dir():
         if not (path / "best.safetensors").is_file():
             last = path / "last.safetensors"
-            hint = (f"; its latest state can be opened by naming it: {last}" if last.is_file()
-                    else ": give a run folder that has finished an epoch, or a .safetensors file")
-            raise CheckpointError(f"run folder {path} has no best.safetensors{hint}")
+            if last.is_file():
+                raise CheckpointError(f"run folder {path} has no best.safetensors (a run writes it when its first "
+                                      f"epoch ends): to use the run's latest weights, name {last}")
+            raise CheckpointError(f"{path} holds no checkpoint (neither best.safetensors nor last.safetensors): "
+                                  "name a run folder, a .safetensors file or a shipped model")
         path = path / "best.safetensors"
     if path.exists() or path.suffix == ".safetensors":
         return path
