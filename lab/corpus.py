@@ -88,8 +88,9 @@ def read_text(path: str | os.PathLike) -> str:
     """
     path = Path(path)
     if not path.exists():
-        raise CorpusError(f"corpus file {path} does not exist: check the path, or set VURN_DATA "
-                          "to the folder that holds the corpora")
+        raise CorpusError(f"corpus file {path} does not exist: check the path (the paper's corpora are "
+                          f"named, not given as paths: {', '.join(KNOWN)}; they are looked for in --data, "
+                          "$VURN_DATA and the cache)")
     if path.is_dir():
         raise CorpusError(f"{path} is a folder, not a text file: name the .txt file inside it")
     data = path.read_bytes()
