@@ -175,6 +175,7 @@ def _check_options(options: Mapping | None) -> dict:
         raise ValueError(f"unknown training options {sorted(set(options) - known)}; known: {', '.join(sorted(known))}")
     if set(options) & set(GRID_SET):
         raise ValueError(f"the grid sets {sorted(set(options) & set(GRID_SET))} itself: use its own arguments")
+    TrainConfig(**options)   # every value checked now, not when each child starts (a bad width: no run at all)
     return options
 
 
@@ -209,7 +210,7 @@ def grid_runs(corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = KINDS, la
         for row in rows:
             for kind in kinds:
                 for n in layers:
-                    width = options.get("width") or width_for(kind, n, row, vocab)
+                    width = options["width"] if options.get("width") is not None else width_for(kind, n, row, vocab)
                     runs.append((row, ci, KINDS.index(kind), n, GridRun(
                         f"{corpus_label(corpus)}-{kind}{n}-{row}", corpus, kind, n, row, width,
                         count_parameters(ModelConfig(kind, n, width, vocab)), _dropout_for(dropout, corpus, row),

@@ -99,6 +99,8 @@ def test_dropout_choices():
     ({"dropout": 1.5}, "dropout must be in"),
     ({"train_options": {"dropout": 0.1}}, "the grid sets"),
     ({"train_options": {"colour": 1}}, "unknown training options"),
+    ({"train_options": {"width": 0}}, r"width must be at least 1 \(or left out: the row's width\), got 0"),
+    ({"train_options": {"max_train_chars": 0}}, "max_train_chars must be at least 1"),
 ])
 def test_bad_listing_inputs_are_clear_errors(kw, message):
     with pytest.raises(ValueError, match=message):
