@@ -270,7 +270,7 @@ def rank_units(values: np.ndarray, hypothesis: np.ndarray, method: str | None = 
     return df.sort_values("strength", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def rank_trace(trace, hypothesis: str | Callable[[str], np.ndarray] | np.ndarray, what: str = "cell",
+def rank_trace(trace, hypothesis: str | Callable[[str], np.ndarray] | np.ndarray, what: str | None = None,
                method: str | None = None) -> pd.DataFrame:
     """Rank the units of every layer of a trace against a hypothesis (a name, a function or an array).
 
@@ -456,7 +456,7 @@ class SpanQuery:
                 f"{len(self.matches)} matches{ref})")
 
 
-def query_span(trace, span, *, what: str = "cell", layers=None, margin: int | None = None,
+def query_span(trace, span, *, what: str | None = None, layers=None, margin: int | None = None,
                threshold: float | None = None, tolerance: float = 0.05, min_length: int = 1,
                hypothesis=None, extra_hypotheses: dict | None = None) -> SpanQuery:
     """LSTMVis's selection, made quantitative: the units of a span, their matches, and how good they are.

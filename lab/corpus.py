@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,15 +141,16 @@ class Corpus:
         if not text:
             raise CorpusError(f"corpus {name!r} is empty: a corpus needs some text")
         try:
-            fractions = tuple(float(x) for x in splits)
-        except (TypeError, ValueError):
+            fractions = tuple(float(x) for x in splits
+                              if isinstance(x, numbers.Real) and not isinstance(x, bool))
+        except TypeError:
             fractions = ()
-        if (len(fractions) != 3 or not all(map(math.isfinite, fractions)) or abs(sum(fractions) - 1) > 1e-9
+        if (len(fractions) != 3 or len(fractions) != len(splits) or not all(map(math.isfinite, fractions)) or abs(sum(fractions) - 1) > 1e-9
                 or min(fractions) <= 0):
             raise CorpusError(f"splits must be three positive fractions summing to 1 (train, val, test), "
                               f"got {splits!r}")
         vocab = tuple(sorted(set(text))) if vocab is None else tuple(vocab)
-        corpus = cls(name, text, vocab, tuple(splits))
+        corpus = cls(name, text, vocab, fractions)
         corpus.encode(text)  # an explicit vocabulary must cover the text
         return corpus
 

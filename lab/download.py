@@ -387,8 +387,8 @@ def fetch_corpus(name: str, dest_dir: str | os.PathLike | None = None, url: str 
         origin = str(source)
         text = _build(name, Path(source))
     else:
-        urls = [url] if url is not None else [os.environ.get(URL_ENV[name])] if os.environ.get(
-            URL_ENV[name]) else list(DEFAULT_URLS[name])
+        from_env = os.environ.get(URL_ENV[name])
+        urls = [url] if url is not None else [from_env] if from_env else list(DEFAULT_URLS[name])
         origin, text = _download_and_build(name, urls, dest_dir, progress)
 
     digest = sha256_text(text)
@@ -419,7 +419,7 @@ def _download_and_build(name: str, urls: Sequence[str], dest_dir: Path, progress
         try:
             download(url, raw, progress=progress, desc=f"{name} ({urllib.parse.urlsplit(url).netloc})")
             return url, _build(name, raw)
-        except DownloadError as e:
+        except CorpusError as e:   # a failed download, or a mirror that sent something else (an HTML page)
             failures.append(str(e))
         finally:
             raw.unlink(missing_ok=True)

@@ -514,7 +514,7 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
         raise ValueError(f"row_parallel must map rows {ROWS} to whole numbers >= 1, got {row_parallel}")
     if budget_seconds is not None and budget_seconds <= 0:
         raise ValueError(f"budget_seconds must be positive, got {budget_seconds}")
-    from lab.train import pick_device
+    from lab.train import discard_unresumable, pick_device
     device = str(pick_device(device))
     runs = grid_runs(corpora, kinds, layers, rows, epochs=epochs, dropout=dropout, train_options=train_options,
                      data_dir=data_dir)
@@ -634,9 +634,7 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                 resume = (run_dir / "last.safetensors").is_file()
                 start_step = (read_meta(run_dir / "last.safetensors") or {}).get("step", 0) if resume else 0
                 if not resume:  # a killed first epoch left no checkpoint: start clean
-                    for stale in ("metrics.jsonl", "best.safetensors", "summary.json"):
-                        (run_dir / stale).unlink(missing_ok=True)
-                    shutil.rmtree(run_dir / "snapshots", ignore_errors=True)
+                    discard_unresumable(run_dir)
                 caps = [x for x in (left, child_seconds) if x is not None and x < math.inf]
                 seconds = min(caps) if caps else None
                 argv = _child_argv(run, run_dir, resume, device, data_dir, seconds)

@@ -119,7 +119,7 @@ def quantile_examples(text: str, values, bins: int = 5, per_bin: int = 3, before
     return pd.DataFrame(rows)
 
 
-def hypothesis_scores(trace, layer: int, unit: int, what: str = "cell", hypotheses: dict | None = None,
+def hypothesis_scores(trace, layer: int, unit: int, what: str | None = None, hypotheses: dict | None = None,
                       rankings: dict | None = None) -> pd.DataFrame:
     """How well one unit follows each hypothesis, and its rank among its layer's units (1 = best).
 
@@ -206,7 +206,7 @@ class NeuronProfile:
                 f"mean {np.nanmean(v):+.2f}, range [{np.nanmin(v):+.2f}, {np.nanmax(v):+.2f}])")
 
 
-def profile(trace, layer: int, unit: int, what: str = "cell", k: int = 8, bins: int = 5,
+def profile(trace, layer: int, unit: int, what: str | None = None, k: int = 8, bins: int = 5,
             per_bin: int = 3, rankings: dict | None = None) -> NeuronProfile:
     """The neuron page of one unit of a trace: histogram, examples, hypothesis scores, saturation.
 
@@ -221,6 +221,7 @@ def profile(trace, layer: int, unit: int, what: str = "cell", k: int = 8, bins: 
     >>> p.hypotheses.hypothesis[0], p.top.char[0], p.bottom.char[0]
     ('inside_quotes', 'd', 'o')
     """
+    what = trace.memory if what is None else what
     values = trace.unit(layer, unit, what)   # raises a clear error for a bad layer, unit or gate
     return NeuronProfile(
         layer, unit, what, values, histogram(values),

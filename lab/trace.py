@@ -136,11 +136,12 @@ class Trace(Mapping):
         return states + tuple(k.removeprefix("layers.0.gates.") for k in self._arrays
                               if k.startswith("layers.0.gates."))
 
-    def values(self, layer: int, what: str = "cell", unit: int | None = None) -> np.ndarray:
+    def values(self, layer: int, what: str | None = None, unit: int | None = None) -> np.ndarray:
         """A layer's values as shown: (T, H) float32, or (T,) for one ``unit``.
 
         ``what`` is cell, hidden or a gate name (:attr:`whats`); ``cell`` gives tanh(c), the
-        paper's colouring, and ``cell_raw`` gives c itself.
+        paper's colouring, and ``cell_raw`` gives c itself. None (the default) is the model's
+        memory (:attr:`memory`): the cell of an LSTM, the hidden state of an RNN or GRU.
 
         >>> import torch
         >>> from lab.models import CharRNN, ModelConfig
@@ -151,6 +152,7 @@ class Trace(Mapping):
         >>> print(tr.values(0, "forget", unit=3).round(2))
         [0.59 0.57 0.54 0.59]
         """
+        what = self.memory if what is None else what
         for arg, value in (("layer", layer), ("unit", unit)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
                 raise TypeError(f"{arg} must be an integer, got {value!r}")
@@ -168,7 +170,7 @@ class Trace(Mapping):
         array = (array if unit is None else array[:, unit]).astype(np.float32)
         return np.tanh(array) if what == "cell" else array
 
-    def unit(self, layer: int, unit: int, what: str = "cell") -> np.ndarray:
+    def unit(self, layer: int, unit: int, what: str | None = None) -> np.ndarray:
         """One unit's values over the text (T,): see :meth:`values`.
 
         >>> import torch

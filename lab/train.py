@@ -24,6 +24,7 @@ import math
 import numbers
 import os
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -32,10 +33,25 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lab.checkpoint import (CheckpointError, atomic_write, check_corpus, code_commit, load_checkpoint,
-                            save_checkpoint)
+from lab.checkpoint import (
+    CheckpointError,
+    atomic_write,
+    check_corpus,
+    code_commit,
+    load_checkpoint,
+    save_checkpoint,
+)
 from lab.corpus import KNOWN, Corpus, CorpusError, load_corpus
-from lab.models import KINDS, ROWS, CharRNN, ModelConfig, count_parameters, detach_state, width_for
+from lab.models import (
+    KINDS,
+    ROWS,
+    CharRNN,
+    ModelConfig,
+    count_parameters,
+    detach_state,
+    width_for,
+)
+from lab.sample import SEED_RANGE
 
 # what a training run writes in its folder (train.log and grid.json are the grid runner's own)
 RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "summary.json", "snapshots")
@@ -174,7 +190,7 @@ _RULES = {
     "rmsprop_alpha": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "init_scale": (lambda v: v > 0, "positive (weights start uniform in [-init_scale, init_scale])"),
     "grad_clip": (lambda v: v > 0, "positive (gradients are clamped to [-grad_clip, grad_clip])"),
-    "seed": (lambda v: 0 <= v < 2 ** 64, "from 0 to 2**64 - 1"),
+    "seed": (lambda v: SEED_RANGE[0] <= v <= SEED_RANGE[1], "between -2**63 and 2**64 - 1 (torch's range)"),
     "checkpoint_every": (lambda v: v >= 0, "at least 0 (0: checkpoints at epoch ends only)"),
     "snapshot_every": (lambda v: v >= 0, "at least 0 (0: no snapshots)"),
     "max_train_chars": (lambda v: v >= 1, "at least 1 (or left out: the whole training split)"),
@@ -706,6 +722,32 @@ def _check_run_dir(run_dir: Path) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise PermissionError(f"the run folder {run_dir} cannot be written: no write permission in {existing}; "
                               "choose a folder you can write (--run-dir)")
+
+
+def discard_unresumable(run_dir) -> list[str]:
+    """Delete what a run killed before its first checkpoint left (no ``last.safetensors``, so it
+    cannot be resumed), so that the run can start again in its folder; returns what went.
+
+    A folder with a ``last.safetensors`` is left alone: that run resumes.
+
+    >>> import tempfile, pathlib
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (run / "metrics.jsonl").write_text("{}"); (run / "snapshots").mkdir()
+    >>> _ = (run / "snapshots" / "step_0.safetensors").write_bytes(b"")
+    >>> discard_unresumable(run), sorted(p.name for p in run.iterdir())
+    (['metrics.jsonl', 'snapshots/'], [])
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / "last.safetensors").is_file():
+        return []
+    found = _run_files(run_dir)
+    for name in RUN_FILES:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    return found
 
 
 def _run_files(run_dir: Path) -> list[str]:

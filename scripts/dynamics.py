@@ -26,7 +26,7 @@ from lab.checkpoint import code_commit
 from lab.corpus import load_corpus
 from lab.dynamics import similarity_over_training
 from lab.nnn import NNN, NNNConfig, fit
-from lab.train import TrainConfig, Trainer
+from lab.train import TrainConfig, Trainer, discard_unresumable
 
 
 def nnn_for(n: int, corpus, models: Path) -> tuple[NNN, str]:
@@ -55,14 +55,13 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=ROOT / "results" / "dynamics")
     args = p.parse_args(argv)
     corpus = load_corpus("war_and_peace")
-    t0 = time.time()
     cfg = TrainConfig(corpus="war_and_peace", kind="lstm", layers=args.layers, row=args.row, epochs=args.epochs,
                       snapshot_every=args.snapshot_every)
     resume = (args.run_dir / "last.safetensors").exists()      # an earlier, interrupted run goes on
+    discard_unresumable(args.run_dir)                           # one killed in its first epoch starts again
     trainer = Trainer(cfg, args.run_dir, corpus=corpus, device="cpu", resume=resume)
     if trainer.epoch < cfg.epochs:
         trainer.run()
-    t_train = time.time() - t0
     nnns, sources = {}, {}
     for n in args.n:
         nnns[n], sources[n] = nnn_for(n, corpus, args.models)
@@ -79,7 +78,7 @@ def main(argv=None) -> None:
                  "snapshot_every": args.snapshot_every, "steps_per_epoch": trainer.steps_per_epoch,
                  "val_history": trainer.history,
                  # the whole training's time, over every resumed run (this call alone may have resumed a finished one)
-                 "train_seconds": trainer.history[-1]["elapsed_s"] if trainer.history else round(t_train, 1)},
+                 "train_seconds": round(trainer.elapsed, 1)},
         "nnn": {str(n): s for n, s in sources.items()}, "compared_on": f"first {len(ids):,} validation characters",
     }, indent=2) + "\n")
     print(df.pivot(index="step", columns="n", values="kl").round(3).to_string())

@@ -88,7 +88,7 @@ def test_unknown_split():
 
 
 @pytest.mark.parametrize("splits", [(0.5, 0.5, 0.1), (1.0, 0.0, 0.0), (0.5, 0.5), (0.8, 0.3, -0.1),
-                                    (float("nan"), 0.5, 0.5), None, "abc", (0.8, "x", 0.1)])
+                                    (float("nan"), 0.5, 0.5), None, "abc", (0.8, "x", 0.1), ("0.8", "0.1", "0.1")])
 def test_bad_split_fractions(splits):
     with pytest.raises(CorpusError, match="splits must be three positive fractions summing to 1"):
         Corpus.from_text("t", "abc", splits=splits)

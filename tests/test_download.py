@@ -355,6 +355,16 @@ def test_fetch_tries_the_mirrors_in_order(server, offline_cache, tmp_path, monke
     assert files_in(offline_cache) == ["linux_kernel-unverified.txt"]
 
 
+def test_a_mirror_that_sends_something_else_is_skipped(server, offline_cache, tmp_path, monkeypatch):
+    """A mirror answering 200 with an HTML page instead of the package: the next one is tried."""
+    base, routes = server
+    routes["/pool/p.deb"] = (b"<html>moved</html>", None)
+    routes["/snapshot/p.deb"] = (make_deb(tmp_path / "p.deb", tmp_path).read_bytes(), None)
+    monkeypatch.delenv("VURN_LINUX_URL")
+    monkeypatch.setitem(lab.download.DEFAULT_URLS, "linux_kernel", (f"{base}/pool/p.deb", f"{base}/snapshot/p.deb"))
+    assert fetch_corpus("linux_kernel", verify=False, progress=False).read_text(encoding="utf-8") == EXPECTED_LINUX
+
+
 def test_fetch_every_mirror_failing_names_each(server, offline_cache, monkeypatch):
     base, routes = server
     routes["/cut.txt"] = (GUTENBERG[:50], len(GUTENBERG))

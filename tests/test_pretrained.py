@@ -107,6 +107,8 @@ def test_what_cannot_be_opened_says_why(tmp_path):
     from lab.checkpoint import CheckpointError, save_checkpoint
     with pytest.raises(CheckpointError, match="no checkpoint None: give a shipped model's name"):
         resolve(None)
+    with pytest.raises(CheckpointError, match="no checkpoint '': give a shipped model's name"):
+        load_model("")                                             # not the working folder
     with pytest.raises(CheckpointError, match="checkpoint path must be a str or path, got None"):
         load_checkpoint(None)
     run = tmp_path / "run"

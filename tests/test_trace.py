@@ -277,6 +277,8 @@ def test_missing_layer_unit_and_key_are_clear_errors():
                                        r"choose one of hidden, reset, update, candidate"):
         gru.unit(0, 0, "cell")
     assert gru.memory == "hidden" and tr.memory == "cell"
+    assert np.array_equal(gru.unit(0, 1), gru.unit(0, 1, "hidden"))     # the default: the model's memory
+    assert np.array_equal(tr.unit(0, 1), tr.unit(0, 1, "cell"))
 
 
 def test_arrays_are_read_only():

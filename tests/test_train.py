@@ -434,7 +434,7 @@ def test_train_config_width_comes_from_the_row():
     ("dropout", 1.0, "dropout must be in [0, 1), got 1.0"),
     ("dropout", -math.inf, "dropout must be a finite number, got -inf"),
     ("decay_after", -1, "decay_after must be at least 0"),
-    ("seed", -1, "seed must be from 0 to 2**64 - 1, got -1"),
+    ("seed", -2 ** 63 - 1, "seed must be between -2**63 and 2**64 - 1 (torch's range), got -9223372036854775809"),
     ("layers", 4, "layers must be 1, 2 or 3 (the paper's depths), got 4"),
     ("epochs", 2.5, "epochs must be a whole number, got 2.5"),
     ("width", True, "width must be a whole number, got True"),
@@ -540,3 +540,18 @@ def test_streams_with_burn_in_agree_with_one_continuous_stream():
     assert (cold - one).abs().max() > 0.5
 
 
+
+
+def test_a_run_killed_in_its_first_epoch_is_discarded_for_a_fresh_start(tmp_path):
+    """What the grid and scripts/dynamics.py do before starting such a run again in its folder."""
+    from lab.train import discard_unresumable
+    run = tmp_path / "run"
+    (run / "snapshots").mkdir(parents=True)
+    (run / "snapshots" / "step_0.safetensors").write_bytes(b"x")
+    for name in ("metrics.jsonl", "best.safetensors", "train.log"):
+        (run / name).write_text("x")
+    assert discard_unresumable(run) == ["best.safetensors", "metrics.jsonl", "snapshots/"]
+    assert sorted(p.name for p in run.iterdir()) == ["train.log"]          # the grid's own log stays
+    (run / "last.safetensors").write_text("x")
+    (run / "metrics.jsonl").write_text("x")
+    assert discard_unresumable(run) == [] and (run / "metrics.jsonl").exists()   # it resumes: kept

@@ -185,6 +185,8 @@ def test_colour_range_and_save_span_are_checked(trace, tmp_path):
         for suffix in (".html", ".png"):
             with pytest.raises(ValueError, match=r"cannot save characters .*0 <= start < end <="):
                 w.save(tmp_path / f"x{suffix}", start, end)
+    with pytest.raises(ValueError, match=r"cannot save characters \[20, 5\)"):
+        w.to_html(None, 20, 5)                                   # the page itself, not only save()
     with pytest.raises(FileNotFoundError, match="folder .*nowhere does not exist; create it first"):
         w.save(tmp_path / "nowhere" / "x.png", 0, 10)
     assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -242,11 +242,7 @@ class TextColourer(anywidget.AnyWidget):
             b'\\x89PNG'
         """
         path = Path(path)
-        end = len(self.text) if end is None else end
-        if not (isinstance(start, numbers.Integral) and isinstance(end, numbers.Integral)
-                and 0 <= start < end <= len(self.text)):
-            raise ValueError(f"cannot save characters [{start}, {end}): give 0 <= start < end <= "
-                             f"{len(self.text):,} (the text's length)")
+        start, end = self._span(start, end)
         if not path.parent.is_dir():
             raise FileNotFoundError(f"cannot save {path}: the folder {path.parent} does not exist; create it first")
         if path.suffix.lower() in (".html", ".htm"):
@@ -256,6 +252,15 @@ class TextColourer(anywidget.AnyWidget):
         values = np.concatenate([self.unit_values()[None], self._stack_matrix()])[:, start:end]
         caption = f"{self.label}, unit {self.unit}" + "".join(f"; {l}:{u}" for l, u in self.stack)
         return save_coloured_text(path, self.text[start:end], values, self.vmin, self.vmax, caption=caption, **kw)
+
+    def _span(self, start, end) -> tuple[int, int]:
+        """[start, end) checked against the text (end None: to its end)."""
+        end = len(self.text) if end is None else end
+        if not (isinstance(start, numbers.Integral) and isinstance(end, numbers.Integral)
+                and 0 <= start < end <= len(self.text)):
+            raise ValueError(f"cannot save characters [{start}, {end}): give 0 <= start < end <= "
+                             f"{len(self.text):,} (the text's length)")
+        return int(start), int(end)
 
     def to_html(self, path: str | Path | None = None, start: int = 0, end: int | None = None) -> str:
         """A standalone HTML page of the text coloured by the current unit, then by each stacked
@@ -270,6 +275,7 @@ class TextColourer(anywidget.AnyWidget):
             (6, True)
         """
         from widgets.html import colour_text
+        start, end = self._span(start, end)
         body = colour_text(self.text[start:end], self.unit_values()[start:end], self.vmin, self.vmax)
         for (layer, unit), values in zip(self.stack, self._stack_matrix()):
             body += "<br>" + colour_text(self.text[start:end], values[start:end], self.vmin, self.vmax,

@@ -34,7 +34,7 @@ def resolve(name_or_path) -> Path:
     no checkpoint 'no_such_model': give a path ... or one of the shipped models: linux_kernel_lstm, war_and_peace_lstm
     """
     from lab.checkpoint import CheckpointError
-    if not isinstance(name_or_path, (str, Path)) and not hasattr(name_or_path, "__fspath__"):
+    if (not isinstance(name_or_path, (str, Path)) and not hasattr(name_or_path, "__fspath__")) or name_or_path == "":
         raise CheckpointError(f"no checkpoint {name_or_path!r}: give a shipped model's name "
                               f"({', '.join(available())}), a .safetensors file or a run folder")
     path = Path(name_or_path)
@@ -63,10 +63,8 @@ def load_model(name_or_path, device="cpu"):
     >>> model.cfg, meta["corpus"], len(meta["vocab"])
     (ModelConfig(kind='lstm', layers=2, width=307, vocab_size=82, dropout=0.25), 'war_and_peace', 82)
     """
-    from lab.checkpoint import load_checkpoint
+    from lab.checkpoint import CheckpointError, load_checkpoint
     from lab.models import CharRNN, ModelConfig
-
-    from lab.checkpoint import CheckpointError
 
     path = resolve(name_or_path)
     tensors, meta = load_checkpoint(path)
