@@ -174,10 +174,14 @@ class Session:
         """
         if self._corpus is None:
             name = self.meta.get("corpus")
-            if name not in KNOWN:
-                raise CorpusError(f"this model's corpus {name!r} is not a known corpus: pass "
-                                  "corpus=Corpus.from_file(...) to Session.load")
-            corpus = load_corpus(name)
+            if name in KNOWN:
+                corpus = load_corpus(name)
+            else:   # a text file: where training recorded it (lab.train.training_corpus)
+                from lab.train import training_corpus
+                try:
+                    corpus = training_corpus(self.meta)
+                except CorpusError as e:
+                    raise CorpusError(f"{e}; or pass corpus=Corpus.from_file(...) to Session.load") from None
             self._check_corpus(corpus)
             self._corpus = corpus
         return self._corpus

@@ -133,8 +133,20 @@ def test_checkpoint_with_another_corpus_is_refused_naming_both(toy_run, toy_corp
 
 def test_unknown_corpus_says_how_to_give_it(toy_run):
     s = Session.load(toy_run, device="cpu")
-    with pytest.raises(CorpusError, match=r"'toy' is not a known corpus.*corpus="):
+    with pytest.raises(CorpusError, match=r"corpus file 'toy'.*not found.*pass corpus=Corpus.from_file"):
         s.trace(split="test", length=10)
+
+
+def test_a_model_trained_on_a_text_file_finds_it_from_anywhere(tmp_path, monkeypatch):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "poem.txt").write_text(toy_text(3000))
+    monkeypatch.chdir(tmp_path)                     # trained on a relative path...
+    train(TrainConfig(corpus="poem.txt", kind="rnn", width=8, epochs=1, batch=4, seq_len=10), "run",
+          device="cpu", progress=False)
+    monkeypatch.chdir(tmp_path / "elsewhere")       # ...and opened from another folder
+    s = Session.load(tmp_path / "run", device="cpu")
+    assert s.corpus.text == (tmp_path / "poem.txt").read_text() and s.corpus.name == "poem"
+    assert s.trace(split="val", length=20).text == s.corpus.split("val")[:20]
 
 
 # -- tracing texts and corpus slices ----------------------------------------------------------
