@@ -4,7 +4,8 @@ Each model is the vector of probabilities it gives the correct next character ov
 whole test split (:func:`lab.table1.correct_char_probs`, from its best checkpoint); the
 vectors are embedded in 2-D with t-SNE (:func:`lab.table1.tsne_map`). Writes
 ``results/table1/map.csv`` (name, kind, layers, row, status, test loss, x, y) and
-``map_provenance.json`` beside it. Models without a best checkpoint yet are left out.
+``map_provenance.json`` beside it. Only finished models are placed (``--unfinished``
+adds those still training, from their best checkpoint so far).
 
     python scripts/table1_map.py                         # grid in runs/grid, corpus War and Peace
     python scripts/table1_map.py --grid runs/grid --corpus war_and_peace --device cuda
@@ -36,6 +37,7 @@ def main(argv=None):
     p.add_argument("--results", default=str(ROOT / "results" / "table1"))
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--unfinished", action="store_true", help="also place models still training (best so far)")
     args = p.parse_args(argv)
     started, t0 = datetime.now(timezone.utc), time.time()
     table = load_table(Path(args.results) / "table1.csv").set_index("name")
@@ -48,6 +50,9 @@ def main(argv=None):
     for path in runs:
         if path.parent.name not in table.index:  # trained after the last collect
             print(f"{path.parent.name}: not in table1.csv yet (python -m lab grid collect first): left out")
+            continue
+        if table.loc[path.parent.name, "status"] != "finished" and not args.unfinished:
+            print(f"{path.parent.name}: not finished ({table.loc[path.parent.name, 'status']}): left out")
             continue
         names.append(path.parent.name)
         probs.append(correct_char_probs(path, device=device, corpus=corpus))  # checked against the corpus
