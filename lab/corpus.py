@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from lab.checks import is_real
 
 SPLITS = ("train", "val", "test")
 
@@ -142,7 +143,7 @@ class Corpus:
             raise CorpusError(f"corpus {name!r} is empty: a corpus needs some text")
         try:
             fractions = tuple(float(x) for x in splits
-                              if isinstance(x, numbers.Real) and not isinstance(x, bool))
+                              if is_real(x))
         except TypeError:
             fractions = ()
         if (len(fractions) != 3 or len(fractions) != len(splits) or not all(map(math.isfinite, fractions)) or abs(sum(fractions) - 1) > 1e-9

@@ -23,13 +23,14 @@ the epoch with the best validation loss is kept. The hidden size is chosen on va
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+
+from lab.checks import is_integer
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class NNNConfig:
     def __post_init__(self):
         for name in ("n", "hidden", "batch", "epochs", "decay_after", "seed", "patience"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            if not is_integer(value):
                 raise TypeError(f"{name} must be a whole number, got {value!r}")
         if self.n < 1:
             raise ValueError(f"n is the number of context characters, at least 1; got {self.n}")

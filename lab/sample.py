@@ -14,10 +14,10 @@ temperature into probabilities.
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
+from lab.checks import is_integer, is_real
 from lab.corpus import encode_chars
 
 SEED_RANGE = (-2**63, 2**64 - 1)   # what torch.Generator.manual_seed accepts
@@ -33,7 +33,7 @@ def check_integer(value, name: str) -> int:
     ... except TypeError as e: print(e)
     top_k must be an integer, got float 1.5
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_integer(value):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
     return int(value)
 
@@ -68,7 +68,7 @@ def check_temperature(temperature) -> float:
     ... except TypeError as e: print(e)
     temperature must be a number such as 0.8, got str '0.5'
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+    if not is_real(temperature):
         raise TypeError(f"temperature must be a number such as 0.8, got {type(temperature).__name__} {temperature!r}")
     if math.isnan(temperature):
         raise ValueError(f"temperature must be a positive number such as 0.8, got {temperature}")
@@ -92,7 +92,7 @@ def check_seed(seed) -> int | None:
     """
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+    if not is_integer(seed):
         raise TypeError(f"seed must be an integer (or None for a fresh random one), got "
                         f"{type(seed).__name__} {seed!r}")
     seed = int(seed)

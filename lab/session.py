@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import secrets
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from lab.checkpoint import check_corpus
+from lab.checks import is_integer, is_real
 from lab.corpus import KNOWN, Corpus, CorpusError, encode_chars, load_corpus
 from lab.pretrained import available, load_model, resolve
 from lab.sample import (
@@ -56,7 +56,7 @@ def _trace_dtype(dtype) -> torch.dtype:
 
 
 def _finite_number(value, name: str, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise TypeError(f"{name} must be a number ({what}), got {type(value).__name__} {value!r}")
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number ({what}), got {value}")
@@ -276,7 +276,7 @@ class Session:
             next_id = self._index[full[end]] if end < len(full) else None
         elif text is None:
             raise ValueError("give a text to trace, or split='test' (with start and length)")
-        elif length is not None or not (isinstance(start, numbers.Integral) and start == 0):
+        elif length is not None or not (is_integer(start) and start == 0):
             raise ValueError(f"start={start!r}, length={length!r} given with a text: start and length apply to "
                              "split= (a slice of a corpus split); to trace part of a text, slice it: trace(text[a:b])")
         ids = self.encode(text)
@@ -318,17 +318,7 @@ class Session:
         >>> s.sample(40, prime="The ", temperature=0.5, seed=1)
         'same\\ntime for a moment. The staff office'
         """
-        check_temperature(temperature)
-        check_count(n, "n")
-        seed = check_seed(seed)
-        if not isinstance(prime, str):
-            raise TypeError(f"prime must be a str, got {type(prime).__name__}")
-        if not prime:
-            raise ValueError("prime must hold at least one character")
-        self.encode(prime)
-        if seed is None:  # an unseeded torch.Generator always starts from the same default seed
-            seed = secrets.randbits(63)
-        return _sample(self.model, self.vocab, n, prime, temperature, seed)
+        return _sample(self.model, self.vocab, n, prime, temperature, seed)   # which checks every argument
 
     # -- interventions --------------------------------------------------------------------
     def _editor(self, units, what: str, mode: str, value: float, from_step: int):
@@ -344,7 +334,7 @@ class Session:
             raise TypeError(f"units must be a list of (layer, unit) pairs, e.g. [(1, 5)], got {units!r}")
         for pair in units:
             for which, x in zip(("layer", "unit"), pair):
-                if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+                if not is_integer(x):
                     raise TypeError(f"units must be (layer, unit) pairs of integers, e.g. [(1, 5)]: the {which} "
                                     f"in {tuple(pair)!r} is {type(x).__name__} {x!r}")
         value = _finite_number(value, "value", "the clamp value or the scale factor")

@@ -38,7 +38,6 @@ by step. A GPU gets more, shorter streams and no seam probe: its cost is steps, 
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from collections.abc import Mapping
 
@@ -47,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lab.checks import is_integer
 from lab.reference import GATE_NAMES
 
 
@@ -154,7 +154,7 @@ class Trace(Mapping):
         """
         what = self.memory if what is None else what
         for arg, value in (("layer", layer), ("unit", unit)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            if value is not None and not is_integer(value):
                 raise TypeError(f"{arg} must be an integer, got {value!r}")
         if not 0 <= layer < self.n_layers:
             raise IndexError(f"layer {layer} does not exist: this model has layers 0..{self.n_layers - 1}")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import os
 import re
 import shutil
@@ -41,6 +40,7 @@ from lab.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from lab.checks import is_integer, is_real
 from lab.corpus import KNOWN, Corpus, CorpusError, load_corpus
 from lab.models import (
     KINDS,
@@ -120,7 +120,7 @@ class TrainConfig:
             value = getattr(self, name)
             if optional and value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral if whole else numbers.Real):
+            if not (is_integer(value) if whole else is_real(value)):
                 raise ValueError(f"{name} must be {'a whole number' if whole else 'a number'}, got {value!r}")
             value = int(value) if whole else float(value)
             if not math.isfinite(value):

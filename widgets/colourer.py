@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import html
 import math
-import numbers
 from pathlib import Path
 
 import anywidget
 import numpy as np
 import traitlets
+
+from lab.checks import is_integer
 
 HERE = Path(__file__).resolve().parent
 SEND_ALL_UNITS_BELOW = 48 * 2**20  # bytes of float16 per layer; above, one unit at a time
@@ -256,8 +257,7 @@ class TextColourer(anywidget.AnyWidget):
     def _span(self, start, end) -> tuple[int, int]:
         """[start, end) checked against the text (end None: to its end)."""
         end = len(self.text) if end is None else end
-        if not (isinstance(start, numbers.Integral) and isinstance(end, numbers.Integral)
-                and 0 <= start < end <= len(self.text)):
+        if not (is_integer(start) and is_integer(end) and 0 <= start < end <= len(self.text)):
             raise ValueError(f"cannot save characters [{start}, {end}): give 0 <= start < end <= "
                              f"{len(self.text):,} (the text's length)")
         return int(start), int(end)

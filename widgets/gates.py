@@ -31,7 +31,6 @@ PNG or SVG (drawn again with matplotlib) or a standalone HTML page.
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -56,6 +55,7 @@ from bokeh.resources import INLINE
 from bokeh.transform import factor_cmap
 from jupyter_bokeh import BokehModel
 
+from lab.checks import is_integer
 from lab.gates import histogram, saturation
 
 __all__ = ["PANELS", "GateSaturation"]
@@ -103,7 +103,7 @@ class GateSaturation(ipywidgets.VBox):
         else:
             raise TypeError(f"data must be a Trace (or mapping of gate arrays) or a table from "
                             f"lab.gates.saturation, got {type(data).__name__}")
-        if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
+        if not is_integer(bins) or bins < 1:
             raise ValueError(f"bins must be a whole number of histogram bins, at least 1; got {bins!r}")
         self.sat, self.left, self.right, self.bins, self.panel_size = sat, left, right, bins, panel_size
         self.gates = [g for g in PANELS if g in set(sat.gate)]
