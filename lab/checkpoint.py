@@ -36,7 +36,14 @@ class CheckpointError(ValueError):
     >>> try: load_checkpoint("/nonexistent/last.safetensors")
     ... except CheckpointError as e: print(e)
     checkpoint /nonexistent/last.safetensors does not exist: check the path or the run folder
+
+    ``reason`` is what is wrong without the advice on what to do, for a caller that knows
+    better advice (resuming, for one, can only use last.safetensors).
     """
+
+    def __init__(self, reason: str, advice: str = ""):
+        super().__init__(reason + advice)
+        self.reason = reason
 
 
 def _digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -120,20 +127,20 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
             raw = (f.metadata() or {}).get("vurn")
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or damaged?): {e}. "
-                              "Use another checkpoint, e.g. best.safetensors of the same run.") from None
+        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or damaged?): {e}",
+                              ". Use another checkpoint, e.g. best.safetensors of the same run.") from None
     if raw is None:
         raise CheckpointError(f"{path} is a safetensors file but not a vurn checkpoint (no 'vurn' metadata)")
     try:
         meta = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} has damaged vurn metadata (not JSON: {e}): use another checkpoint") from None
+        raise CheckpointError(f"{path} has damaged vurn metadata (not JSON: {e})", ": use another checkpoint") from None
     fmt = meta.get("format") if isinstance(meta, dict) else None
     if fmt != FORMAT:
         raise CheckpointError(f"{path} has format {fmt!r}, expected {FORMAT!r}")
     if _digest(tensors) != meta.get("tensors_sha256"):
         raise CheckpointError(f"{path} was altered after it was written (its weights do not match the "
-                              "sha256 in its metadata): it cannot be trusted; use another checkpoint")
+                              "sha256 in its metadata): it cannot be trusted", "; use another checkpoint")
     return {k: v.to(device) for k, v in tensors.items()}, meta
 
 

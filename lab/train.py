@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, fields, replace
@@ -768,7 +767,7 @@ def _load_last(run_dir: Path):
     try:
         return load_checkpoint(run_dir / "last.safetensors")
     except CheckpointError as e:
-        reason = re.sub(r"[\s.:;]*\b[Uu]se another checkpoint.*$", "", str(e), flags=re.S)
+        reason = e.reason   # without load_checkpoint's "use another checkpoint": a resume cannot
         best = run_dir / "best.safetensors"
         raise CheckpointError(
             f"cannot resume {run_dir}: {reason}. A run resumes only from its last.safetensors (kept as it is): "
