@@ -36,6 +36,7 @@ about half that at row 256. Every kind and depth of a row shares it.
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -50,12 +51,16 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from lab.models import KINDS, ROWS, ModelConfig, count_parameters, width_for
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPORA = ("war_and_peace", "linux_kernel")
@@ -142,12 +147,10 @@ def _check_corpus_arg(corpus: str) -> None:
         raise ValueError(f"unknown corpus {corpus!r}: use {' or '.join(KNOWN)}, or a path to a UTF-8 text file")
 
 
-def _vocab_size(corpus: str, data_dir=None, _cache: dict = {}) -> int:
-    key = (corpus, str(data_dir))
-    if key not in _cache:
-        from lab.corpus import load_corpus
-        _cache[key] = len(load_corpus(corpus, data_dir).vocab)
-    return _cache[key]
+@functools.cache
+def _vocab_size(corpus: str, data_dir=None) -> int:
+    from lab.corpus import load_corpus
+    return len(load_corpus(corpus, data_dir).vocab)
 
 
 def _dropout_for(dropout, corpus: str, row: int) -> float:
@@ -255,7 +258,7 @@ def _run_folders(out_dir: Path) -> list[Path]:
     return sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")) if runs.is_dir() else []
 
 
-def _carry_bytes(run_dir: Path, run: "GridRun | None") -> int:
+def _carry_bytes(run_dir: Path, run: GridRun | None) -> int:
     """The bytes an unfinished run adds to the state :func:`pack` sends to the next session:
     its files, and at least the estimate for its size (last weights with RMSProp's running
     averages, and the best weights: 12 bytes a parameter, plus 1 MiB of logs)."""
@@ -912,7 +915,7 @@ def _log_segments(run_dir: Path) -> list[int | None]:
     return ends
 
 
-def launch_rates(out_dir) -> "pd.DataFrame":
+def launch_rates(out_dir) -> pd.DataFrame:
     """Training steps per second of every launch of the grid, with its device, how many ran at
     once and whether CUDA's Multi-Process Service was on: what each device and setting gives.
 

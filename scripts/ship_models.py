@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from lab.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402

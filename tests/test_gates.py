@@ -51,6 +51,7 @@ def test_bad_inputs():
 
 def test_on_a_real_trace():
     import torch
+
     from lab.models import CharRNN, ModelConfig
     from lab.trace import compute_trace
     model = CharRNN(ModelConfig("gru", 2, 6, 4))

@@ -23,8 +23,18 @@ import lab.grid
 from lab.__main__ import main
 from lab.checkpoint import load_checkpoint
 from lab.corpus import load_corpus
-from lab.grid import (COLUMNS, GpuSampler, bootstrap_se, collect, grid_runs, pack, restore, run_grid, run_state,
-                      width_for)
+from lab.grid import (
+    COLUMNS,
+    GpuSampler,
+    bootstrap_se,
+    collect,
+    grid_runs,
+    pack,
+    restore,
+    run_grid,
+    run_state,
+    width_for,
+)
 from lab.models import CharRNN, ModelConfig
 from lab.train import char_losses
 

@@ -1,7 +1,6 @@
 """The neuron page's numbers (lab.neurons) on hand-made values and a small random LSTM."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch

@@ -1,7 +1,6 @@
 """n-NN baselines (lab.nnn): the model is the paper's dense layer, contexts line up, training learns."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 

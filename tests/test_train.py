@@ -8,6 +8,7 @@ sides of every comparison run the same way).
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -23,7 +24,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import importlib
 from lab.__main__ import main
 from lab.checkpoint import load_checkpoint
 from lab.corpus import Corpus

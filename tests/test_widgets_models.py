@@ -1,7 +1,6 @@
 """widgets.models.ModelMap: the t-SNE of the models; a tap opens the model in a Session, or says why not."""
 from __future__ import annotations
 
-
 import pandas as pd
 import pytest
 import torch
