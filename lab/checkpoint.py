@@ -20,12 +20,13 @@ import hashlib
 import json
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from lab.files import atomic_write
 
 FORMAT = "vurn-checkpoint-1"
 
@@ -53,35 +54,6 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
         sha.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         sha.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return sha.hexdigest()
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` then move the result over ``path`` in one step.
-
-    The temporary file is beside ``path`` (missing folders are made); if ``write``
-    fails it is removed and ``path`` is left as it was.
-
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "new" / "notes.txt"
-    >>> atomic_write(p, lambda tmp: pathlib.Path(tmp).write_text("done\\n"))
-    >>> p.read_text(), [f.name for f in p.parent.iterdir()]     # no temporary file left
-    ('done\\n', ['notes.txt'])
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # after write: mkstemp (and safetensors' own save) make 0600
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:

@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lab.corpus import KNOWN, CorpusError, cache_dir, sha256_text
+from lab.files import atomic_write
 
 # Where the verified texts come from, mirrors tried in order. char-rnn's copy of War and Peace:
 WAR_AND_PEACE_URLS = ("https://cs.stanford.edu/people/karpathy/char-rnn/warpeace_input.txt",)
@@ -109,19 +110,13 @@ def download(url: str, dest: str | os.PathLike, *, progress: bool = True, timeou
     ('copy/book.txt', 'Chapter 1\\n')
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    done = False
-    try:
-        with os.fdopen(fd, "wb") as out:
+
+    def fetch(tmp):
+        with open(tmp, "wb") as out:
             _fetch_into(url, out, progress=progress, timeout=timeout, desc=desc or dest.name)
-        os.replace(tmp, dest)
-        done = True
-        return dest
-    finally:
-        if not done:
-            tmp.unlink(missing_ok=True)
+
+    atomic_write(dest, fetch)
+    return dest
 
 
 def _fetch_into(url: str, out, *, progress: bool, timeout: float, desc: str) -> None:
@@ -320,19 +315,6 @@ def _deb_sources(deb: Path) -> dict[str, bytes]:
                       f"data.tar member): give Debian's {LINUX_DEB}, a tarball or a source folder")
 
 
-def _write_atomic(dest: Path, text: str) -> None:
-    """Write ``text`` as UTF-8 to ``dest`` via a temporary file beside it."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(text.encode("utf-8"))
-        os.replace(tmp_name, dest)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def _is_url(s: str) -> bool:
     return urllib.parse.urlsplit(s).scheme.lower() in ("http", "https", "ftp", "file")
 
@@ -403,7 +385,7 @@ def fetch_corpus(name: str, dest_dir: str | os.PathLike | None = None, url: str 
                 f"as a custom corpus ({dest_dir / (name + '-unverified.txt')}) and load it with "
                 f"Corpus.from_file(path, splits={known.splits})")
         dest = dest_dir / f"{name}-unverified.txt"
-    _write_atomic(dest, text)
+    atomic_write(dest, lambda tmp: Path(tmp).write_bytes(text.encode("utf-8")))
     return dest
 
 

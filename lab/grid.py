@@ -285,7 +285,7 @@ def _read_json(path: Path, default=None):
 
 
 def _write_json(path: Path, obj) -> None:
-    from lab.checkpoint import atomic_write
+    from lab.files import atomic_write
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
 
 

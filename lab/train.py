@@ -33,7 +33,6 @@ from tqdm.auto import tqdm
 
 from lab.checkpoint import (
     CheckpointError,
-    atomic_write,
     check_corpus,
     code_commit,
     load_checkpoint,
@@ -41,6 +40,7 @@ from lab.checkpoint import (
 )
 from lab.checks import is_integer, is_real
 from lab.corpus import KNOWN, Corpus, CorpusError, load_corpus
+from lab.files import atomic_write
 from lab.models import (
     KINDS,
     ROWS,

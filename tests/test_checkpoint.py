@@ -12,8 +12,9 @@ import torch
 from safetensors.torch import save_file
 
 import lab.checkpoint
-from lab.checkpoint import FORMAT, CheckpointError, atomic_write, check_corpus, load_checkpoint, save_checkpoint
+from lab.checkpoint import FORMAT, CheckpointError, check_corpus, load_checkpoint, save_checkpoint
 from lab.corpus import Corpus
+from lab.files import atomic_write
 
 
 def sample_tensors() -> dict[str, torch.Tensor]:

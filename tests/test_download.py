@@ -78,6 +78,13 @@ def server(monkeypatch):
         thread.join(timeout=10)
 
 
+def ordinary_mode() -> int:
+    """The permissions open() gives a new file under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def files_in(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
@@ -189,6 +196,7 @@ def test_fetch_war_and_peace_over_http(server, offline_cache):
     assert path == offline_cache / "war_and_peace-unverified.txt"
     assert path.read_bytes() == BOOK.encode("utf-8")
     assert files_in(offline_cache) == ["war_and_peace-unverified.txt"]  # no temp file left
+    assert path.stat().st_mode & 0o777 == ordinary_mode()   # readable as any file the user makes
 
 
 def test_fetch_uses_env_url(server, offline_cache, monkeypatch):
@@ -285,6 +293,7 @@ def test_download_complete(server, tmp_path):
     dest = download(f"{base}/f.bin", tmp_path / "f.bin", progress=True)
     assert dest.read_bytes() == b"0123456789" * 1000
     assert files_in(tmp_path) == ["f.bin"]
+    assert dest.stat().st_mode & 0o777 == ordinary_mode()  # not the temporary file's 0600
 
 
 # -- Linux -------------------------------------------------------------------------------------
