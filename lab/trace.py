@@ -186,53 +186,62 @@ def _layer_weights(rnn: nn.Module, layer: int):
     return [getattr(rnn, f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
 
 
-def _gates(kind: str, xp: torch.Tensor, hp: torch.Tensor, h_prev: torch.Tensor):
-    """Gate values and the new hidden state from input and recurrent projections."""
-    if kind == "lstm":
-        pi, pf, pg, po = (xp + hp).chunk(4, dim=-1)
-        return {"input": torch.sigmoid(pi), "forget": torch.sigmoid(pf), "candidate": torch.tanh(pg),
-                "output": torch.sigmoid(po)}, None
-    if kind == "gru":
-        xr, xz, xn = xp.chunk(3, dim=-1)
-        hr, hz, hn = hp.chunk(3, dim=-1)
-        reset, update = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
-        candidate = torch.tanh(xn + reset * hn)
-        return {"reset": reset, "update": update, "candidate": candidate}, (1 - update) * candidate + update * h_prev
-    return {}, torch.tanh(xp + hp)
-
-
 def _loop_layer(kind, xp, w_hh, b_hh, h, c, edit=None, layer=0, offset=0):
     """The batched step loop: every stream advances one character per iteration.
 
-    ``xp`` (S, W, G*H) holds the input projections; returns hidden, cell, gates (S, W, H).
+    ``xp`` (W, S, G*H) holds the input projections, time first (for an LSTM or RNN with
+    ``b_hh`` already added, see :func:`_input_projection`); returns hidden, cell and gates
+    as (S, W, H) views of time-first buffers. Each step writes its results straight into
+    those buffers (``out=``), so a step is a few kernels and no copies.
     ``edit(layer, t, "cell" | "hidden", values) -> values`` may change the state at step t.
     """
-    S, W, _ = xp.shape
-    out = {"hidden": torch.empty(S, W, h.shape[-1], device=xp.device)}
-    names = GATE_NAMES[kind] + (("cell",) if kind == "lstm" else ())
-    out.update({n: torch.empty_like(out["hidden"]) for n in names})
+    W, S, _ = xp.shape
+    H = h.shape[-1]
     w_t = w_hh.T.contiguous()
-    for t in range(W):
-        hp = torch.addmm(b_hh, h, w_t)                                   # (S, G*H)
-        gates, h_new = _gates(kind, xp[:, t], hp, h)
-        if kind == "lstm":
-            c = gates["forget"] * c + gates["input"] * gates["candidate"]
+    hidden = torch.empty(W, S, H, device=xp.device)
+    out = {"hidden": hidden}
+    if kind == "lstm":
+        # gates stored in the order of the weights' blocks: input, forget, candidate, output
+        gates, cell, tmp = torch.empty(W, S, 4 * H, device=xp.device), torch.empty_like(hidden), torch.empty_like(h)
+        out["cell"] = cell
+        out.update(zip(("input", "forget", "candidate", "output"), gates.split(H, dim=-1)))
+        for t in range(W):
+            pre, g = torch.addmm(xp[t], h, w_t), gates[t]
+            torch.sigmoid(pre, out=g)                                      # i, f, o (g is redone)
+            torch.tanh(pre[:, 2 * H:3 * H], out=g[:, 2 * H:3 * H])
+            i, f, cand, o = g.split(H, dim=-1)
+            torch.addcmul(torch.mul(f, c), i, cand, out=cell[t])          # c = f c + i g, as torch's cell
             if edit is not None:  # an edited cell also changes this step's h
-                c = edit(layer, offset + t, "cell", c)
-            h_new = gates["output"] * torch.tanh(c)
-        h = h_new if edit is None else edit(layer, offset + t, "hidden", h_new)
-        out["hidden"][:, t] = h
-        if kind == "lstm":
-            out["cell"][:, t] = c
-        for n, v in gates.items():
-            out[n][:, t] = v
-    return out
+                cell[t] = edit(layer, offset + t, "cell", cell[t])
+            torch.mul(o, torch.tanh(cell[t], out=tmp), out=hidden[t])
+            if edit is not None:
+                hidden[t] = edit(layer, offset + t, "hidden", hidden[t])
+            h, c = hidden[t], cell[t]
+    elif kind == "gru":
+        gates = torch.empty(W, S, 3 * H, device=xp.device)
+        out.update(zip(("reset", "update", "candidate"), gates.split(H, dim=-1)))
+        for t in range(W):
+            hp, g = torch.addmm(b_hh, h, w_t), gates[t]
+            torch.sigmoid(torch.add(xp[t, :, :2 * H], hp[:, :2 * H]), out=g[:, :2 * H])
+            n = torch.addcmul(xp[t, :, 2 * H:], g[:, :H], hp[:, 2 * H:], out=g[:, 2 * H:]).tanh_()
+            torch.addcmul(n, g[:, H:2 * H], h - n, out=hidden[t])        # (1 - z) n + z h, as torch's cell
+            if edit is not None:
+                hidden[t] = edit(layer, offset + t, "hidden", hidden[t])
+            h = hidden[t]
+    else:
+        for t in range(W):
+            torch.tanh(torch.addmm(xp[t], h, w_t), out=hidden[t])
+            if edit is not None:
+                hidden[t] = edit(layer, offset + t, "hidden", hidden[t])
+            h = hidden[t]
+    return {k: v.transpose(0, 1) for k, v in out.items()}
 
 
 def _fused_layer(kind, xin, xp, weights, h0, c0, window=8192):
     """Fused kernel for the hidden states, then all gates in one batched product, cell by scan.
 
-    ``xin`` (S, W, in) is the layer's input, ``xp`` (S, W, G*H) its input projection.
+    ``xin`` (S, W, in) is the layer's input, ``xp`` (S, W, G*H) its input projection (for an
+    LSTM or RNN with ``b_hh`` already added, see :func:`_run_rows`).
     """
     w_ih, w_hh, b_ih, b_hh = weights
     S, W, _ = xin.shape
@@ -247,13 +256,19 @@ def _fused_layer(kind, xin, xp, weights, h0, c0, window=8192):
         h_part, state = mod(xin[:, a:a + window], state)
         hs.append(h_part)
     hidden = hs[0] if len(hs) == 1 else torch.cat(hs, 1)                 # (S, W, H)
-    h_prev = torch.cat([h0[:, None], hidden[:, :-1]], 1)
-    hp = torch.addmm(b_hh, h_prev.reshape(S * W, H), w_hh.T).view(S, W, -1)   # bias in the product
-    gates, _ = _gates(kind, xp, hp, h_prev)
-    out = {"hidden": hidden, **gates}
-    if kind == "lstm":
-        out["cell"] = _cell_scan(gates["forget"], gates["input"] * gates["candidate"], c0)
-    return out
+    if kind == "rnn":
+        return {"hidden": hidden}
+    h_prev = torch.cat([h0[:, None], hidden[:, :-1]], 1).view(S * W, H)
+    if kind == "lstm":  # the recurrent product added to xp in the same call
+        pi, pf, pg, po = torch.addmm(xp.view(S * W, -1), h_prev, w_hh.T).view(S, W, -1).chunk(4, dim=-1)
+        gates = {"input": torch.sigmoid(pi), "forget": torch.sigmoid(pf), "candidate": torch.tanh(pg),
+                 "output": torch.sigmoid(po)}
+        cell = _cell_scan(gates["forget"], gates["input"] * gates["candidate"], c0)
+        return {"hidden": hidden, "cell": cell, **gates}
+    xr, xz, xn = xp.chunk(3, dim=-1)  # GRU: the reset gate scales the recurrent candidate term alone
+    hr, hz, hn = torch.addmm(b_hh, h_prev, w_hh.T).view(S, W, -1).chunk(3, dim=-1)
+    reset = torch.sigmoid(xr + hr)
+    return {"hidden": hidden, "reset": reset, "update": torch.sigmoid(xz + hz), "candidate": torch.tanh(xn + reset * hn)}
 
 
 SCAN_BLOCK = 64  # longest block of the cell scan: bounds the rounding of a block's product of forget gates
@@ -291,22 +306,32 @@ def _cell_scan(f: torch.Tensor, ig: torch.Tensor, c0: torch.Tensor) -> torch.Ten
     return torch.addcmul(local, decay, start[:, :, None]).reshape(S, B * C, H)[:, :W]
 
 
+def _input_projection(x: torch.Tensor, w_ih: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x @ w_ih.T + bias`` over the last dim of ``x``: (A, B) ids or (A, B, H) states -> (A, B, G*H)."""
+    if x.dim() == 2:  # character ids: the one-hot product is a column lookup, exact and V times cheaper
+        return w_ih.T[x] + bias
+    A, B, H = x.shape
+    return torch.addmm(bias, x.reshape(A * B, H), w_ih.T).view(A, B, -1)
+
+
 def _run_rows(model, rows: torch.Tensor, method: str, edit=None, state=None):
     """All internals of every layer for a batch of rows (S, W) of character ids."""
-    kind, H, L = model.cfg.kind, model.cfg.width, model.cfg.layers
+    kind, L = model.cfg.kind, model.cfg.layers
     S, W = rows.shape
     if state is None:
         state = model.initial_state(S, rows.device)
     h0, c0 = state if kind == "lstm" else (state, torch.zeros_like(state))
     per_layer, x = [], None
+    fused = method == "fused" and edit is None
     for layer in range(L):
         w_ih, w_hh, b_ih, b_hh = _layer_weights(model.rnn, layer)
-        # layer 0's one-hot product is a column lookup: exact and V times cheaper
-        xp = (w_ih.T[rows] + b_ih) if layer == 0 else torch.addmm(b_ih, x.reshape(S * W, H), w_ih.T).view(S, W, -1)
-        if method == "fused" and edit is None:
+        bias = b_ih if kind == "gru" else b_ih + b_hh  # an LSTM's or RNN's recurrent bias joins it, once
+        if fused:
             xin = F.one_hot(rows, model.cfg.vocab_size).float() if layer == 0 else x
+            xp = None if kind == "rnn" else _input_projection(rows if layer == 0 else x, w_ih, bias)
             out = _fused_layer(kind, xin, xp, (w_ih, w_hh, b_ih, b_hh), h0[layer], c0[layer])
-        else:
+        else:  # time first
+            xp = _input_projection(rows.T if layer == 0 else x.transpose(0, 1), w_ih, bias)
             out = _loop_layer(kind, xp, w_hh, b_hh, h0[layer], c0[layer], edit, layer)
         per_layer.append(out)
         x = out["hidden"]
@@ -473,14 +498,30 @@ def _seam_probe(model, ids, streams, burn, method, seams: int = PROBE_SEAMS) -> 
     return (prev - this).abs().max().item()
 
 
+def _own_blocks(offset: list[int], span: int, n: int, first: int, end: int):
+    """(a, b, column, length) for rows first..end-1, in blocks of consecutive rows whose own
+    parts start at the same column and have the same length, so that each block is copied
+    into place at once: the first rows' burn-ins are shorter, the last row's part may be.
+
+        >>> list(_own_blocks([0, 2, 2, 2], span=5, n=18, first=0, end=4))
+        [(0, 1, 0, 5), (1, 3, 2, 5), (3, 4, 2, 3)]
+    """
+    blocks = []
+    for r in range(first, end):
+        key = (offset[r], min(span, n - r * span))
+        if blocks and tuple(blocks[-1][2:]) == key:
+            blocks[-1][1] = r + 1
+        else:
+            blocks.append([r, r + 1, *key])
+    return [tuple(x) for x in blocks]
+
+
 def _trace_streams(model, ids, streams, burn, method, dtype, top_k, max_rows, edit, next_id, memory):
     device, cfg = ids.device, model.cfg
     n = ids.numel()
     span, streams, starts, pos = _rows_layout(n, streams, burn)
     width = span + burn
     offset = torch.arange(streams) * span - starts                           # where each row's own part begins
-    own = torch.arange(n)
-    row_of, col_of = own // span, own % span + offset[own // span]
     names = [f"layers.{l}.{k}" for l in range(cfg.layers)
              for k in ("hidden",) + (("cell",) if cfg.kind == "lstm" else ()) + tuple(
                  f"gates.{g}" for g in GATE_NAMES[cfg.kind])]
@@ -504,14 +545,14 @@ def _trace_streams(model, ids, streams, burn, method, dtype, top_k, max_rows, ed
             torch.cuda.empty_cache()
             warnings.warn(f"GPU out of memory: tracing {rows_per_group} streams at a time instead", stacklevel=3)
             continue
-        sel = (row_of >= group) & (row_of < g_end)
-        r, c = (row_of[sel] - group).to(device), col_of[sel].to(device)
-        where = own[sel].to(device)
-        for l, out in enumerate(per_layer):
-            for k, v in out.items():
-                key = f"layers.{l}.{k}" if k in ("hidden", "cell") else f"layers.{l}.gates.{k}"
-                arrays[key][where] = v[r, c].to(dtype)
-        arrays["logits"][where] = logits[r, c].to(dtype)
+        for a, b, col, length in _own_blocks(offset.tolist(), span, n, group, g_end):
+            into = slice(a * span, a * span + (b - a) * length)                # rows a..b-1's own characters
+            rows, cols = slice(a - group, b - group), slice(col, col + length)
+            for l, out in enumerate(per_layer):
+                for k, v in out.items():
+                    key = f"layers.{l}.{k}" if k in ("hidden", "cell") else f"layers.{l}.gates.{k}"
+                    arrays[key][into].view(b - a, length, -1).copy_(v[rows, cols])
+            arrays["logits"][into].view(b - a, length, -1).copy_(logits[rows, cols])
         here = torch.arange(g_end - group)
         seam_own.append(_layer_state(per_layer, here.to(device), last_col[group:g_end].to(device)))
         late = here[int(group == 0):]                                   # rows with a burn-in: not row 0
