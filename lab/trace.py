@@ -241,7 +241,7 @@ def _fused_layer(kind, xin, xp, weights, h0, c0, window=8192):
     """Fused kernel for the hidden states, then all gates in one batched product, cell by scan.
 
     ``xin`` (S, W, in) is the layer's input, ``xp`` (S, W, G*H) its input projection (for an
-    LSTM or RNN with ``b_hh`` already added, see :func:`_run_rows`).
+    LSTM with ``b_hh`` already added, see :func:`_run_rows`; None for an RNN, which has no gates).
     """
     w_ih, w_hh, b_ih, b_hh = weights
     S, W, _ = xin.shape
