@@ -22,8 +22,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = current_umask()
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~umask)  # after write: mkstemp (and safetensors' own save) make 0600
@@ -33,3 +32,22 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc/self/status),
+    so that no other thread can create a file under a umask of 0 meanwhile.
+
+    >>> 0 <= current_umask() <= 0o777
+    True
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0)  # elsewhere the only way to read it is to set it, then set it back
+    os.umask(umask)
+    return umask

@@ -6,6 +6,7 @@ import os
 import pickle
 import re
 import struct
+from pathlib import Path
 
 import pytest
 import torch
@@ -229,6 +230,16 @@ def test_write_replaces_and_keeps_usual_permissions(ckpt):
     os.umask(umask)
     assert ckpt.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it, not mkstemp's 0600
     assert sorted(p.name for p in ckpt.parent.iterdir()) == ["last.safetensors"]
+
+
+def test_atomic_write_follows_the_umask_and_leaves_it_as_it_was(tmp_path):
+    saved = os.umask(0o027)
+    try:
+        atomic_write(tmp_path / "a.txt", lambda tmp: Path(tmp).write_text("x"))
+        assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640
+        assert os.umask(0o027) == 0o027      # still the caller's umask afterwards
+    finally:
+        os.umask(saved)
 
 
 def test_code_commit_is_git_unless_vurn_commit_names_it(monkeypatch):
