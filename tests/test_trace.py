@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -577,3 +578,75 @@ def test_the_gpu_layout_grows_its_burn_in_instead_of_falling_back_to_one_stream(
     assert gpu.info["streams"] > 1 and not gpu.info["fell_back_to_one_stream"], gpu.info
     assert gpu.info["streams"] == 3000 // gpu.info["burn_in"] and gpu.seam_deviation <= 1e-6
     assert_matches_reference(gpu, reference_forward(model, ids[None]))
+
+
+# -- saving and loading ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_a_saved_trace_loads_back_identical(tmp_path, kind, dtype):
+    model = random_model(kind, 2)
+    ids = random_ids(700)
+    text = "".join(VOCAB[i] for i in ids.tolist())
+    tr = compute_trace(model, ids, text=text, vocab=VOCAB, dtype=dtype, burn_in=64)
+    tr.info.update(model="random", split="test", start=5)          # as Session.trace adds them
+    path = tr.save(tmp_path / "t.trace.safetensors")
+    assert [p.name for p in tmp_path.iterdir()] == ["t.trace.safetensors"]   # no temporary file left
+    again = Trace.load(path)
+    assert list(again) == list(tr) and again.text == text and again.vocab == tr.vocab
+    assert (again.kind, again.n_layers, again.width) == (kind, 2, H) and torch.equal(again.ids, tr.ids)
+    for key in tr:
+        assert again[key].dtype == tr[key].dtype
+        np.testing.assert_array_equal(again[key], tr[key], err_msg=key)
+    want = {k: v for k, v in tr.info.items() if k != "final_state"}
+    assert {k: v for k, v in again.info.items() if k != "final_state"} == want
+    assert tr.info["streams"] > 1 and again.seam_deviation == tr.seam_deviation
+    finals = tr.info["final_state"] if kind == "lstm" else (tr.info["final_state"],)
+    loaded = again.info["final_state"] if kind == "lstm" else (again.info["final_state"],)
+    assert all(torch.equal(a, b) for a, b in zip(finals, loaded))
+    np.testing.assert_array_equal(again.values(1), tr.values(1))
+
+
+def test_saving_over_a_trace_replaces_it_whole(tmp_path):
+    path = tmp_path / "t.safetensors"
+    compute_trace(random_model("gru", 1), random_ids(50)).save(path)
+    compute_trace(random_model("lstm", 1), random_ids(80)).save(path)
+    assert Trace.load(path).kind == "lstm" and len(Trace.load(path)["loss"]) == 80
+
+
+def test_loading_what_is_not_a_trace_says_what_it_is(tmp_path):
+    from lab.checkpoint import save_checkpoint
+    with pytest.raises(FileNotFoundError, match="no trace file .*missing.safetensors: check the path"):
+        Trace.load(tmp_path / "missing.safetensors")
+    save_checkpoint(tmp_path / "ckpt.safetensors", {"w": torch.zeros(2)}, {"epoch": 1})
+    with pytest.raises(ValueError, match="not a vurn trace \\(a checkpoint\\? load it with Session.load\\)"):
+        Trace.load(tmp_path / "ckpt.safetensors")
+    good = compute_trace(random_model("lstm", 1), random_ids(200)).save(tmp_path / "good.safetensors")
+    (tmp_path / "cut.safetensors").write_bytes(good.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="cut.safetensors is not a readable safetensors file \\(truncated"):
+        Trace.load(tmp_path / "cut.safetensors")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        Trace.load(tmp_path / "notes.txt")
+    with pytest.raises(TypeError, match="path must be a str or path, got 3"):
+        Trace.load(3)
+
+
+def test_saving_to_a_folder_or_a_non_path_is_refused_and_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
+    import safetensors.torch
+    tr = compute_trace(random_model("rnn", 1), random_ids(30))
+    with pytest.raises(IsADirectoryError, match="is a folder: give a file name"):
+        tr.save(tmp_path)
+    with pytest.raises(TypeError, match="path must be a str or path"):
+        tr.save(None)
+    path = tr.save(tmp_path / "t.safetensors")
+    before = path.read_bytes()
+
+    def disk_full(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a file")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        compute_trace(random_model("lstm", 1), random_ids(30)).save(path)
+    assert path.read_bytes() == before                    # a failed save leaves the old file whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.safetensors"]

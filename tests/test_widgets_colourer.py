@@ -34,6 +34,14 @@ def test_values_go_once_as_float16_for_the_whole_layer(trace):
     assert np.allclose(sent, trace["layers.0.gates.forget"].T, atol=1e-3)
 
 
+def test_a_trace_saved_and_loaded_colours_as_the_one_traced(trace, tmp_path):
+    """Trace on one machine, study on another: the loaded trace drives the same colourer."""
+    from lab.trace import Trace
+    again = Trace.load(trace.save(tmp_path / "toy.trace.safetensors"))
+    a, b = TextColourer(trace, layer=0, unit=3), TextColourer(again, layer=0, unit=3)
+    assert a.values == b.values and a.text == b.text and (a.topk_ids, a.topk_probs) == (b.topk_ids, b.topk_probs)
+
+
 def test_bad_layers_units_and_stacks_are_refused_and_nothing_changes(trace):
     w = TextColourer(trace, layer=1, unit=2)
     for trait, value, message in [("unit", 10, "unit 10 does not exist"), ("layer", 2, "layer 2 does not exist"),
