@@ -591,16 +591,21 @@ PROBE_SEAMS = 8
 
 
 def _seam_probe(model, ids, streams, burn, method, seams: int = PROBE_SEAMS) -> float:
-    """Largest state deviation at up to ``seams`` evenly spaced seams, from just those rows."""
+    """Largest state deviation at up to ``seams`` evenly spaced seams, from just those rows.
+
+    At a seam s the trace compares row s-1's state at the end of its own part with row s's
+    after its burn-in; so the probe runs row s-1 up to that end and row s through its
+    burn-in only, each a prefix of the row the trace will run (the same numbers, less work).
+    """
     n = ids.numel()
     span, streams, starts, pos = _rows_layout(n, streams, burn)
-    chosen = sorted({int(x) for x in torch.linspace(1, streams - 1, min(seams, streams - 1))})
-    rows = torch.tensor([r for s in chosen for r in (s - 1, s)])
-    per_layer = _run_rows_halving(model, ids[pos[rows].to(ids.device)], method)
-    seam_pos = torch.tensor(chosen) * span - 1                         # last position of row s-1's own part
-    prev = _layer_state(per_layer, torch.arange(0, len(rows), 2), seam_pos - starts[torch.tensor(chosen) - 1])
-    this = _layer_state(per_layer, torch.arange(1, len(rows), 2), seam_pos - starts[torch.tensor(chosen)])
-    return (prev - this).abs().max().item()
+    chosen = torch.tensor(sorted({int(x) for x in torch.linspace(1, streams - 1, min(seams, streams - 1))}))
+    seam_pos = chosen * span - 1                                       # last position of row s-1's own part
+    prev_col, this_col = seam_pos - starts[chosen - 1], seam_pos - starts[chosen]
+    prev = _run_rows_halving(model, ids[pos[chosen - 1, :int(prev_col.max()) + 1].to(ids.device)], method)
+    this = _run_rows_halving(model, ids[pos[chosen, :int(this_col.max()) + 1].to(ids.device)], method)
+    rows = torch.arange(len(chosen))
+    return (_layer_state(prev, rows, prev_col) - _layer_state(this, rows, this_col)).abs().max().item()
 
 
 def _own_blocks(offset: list[int], span: int, n: int, first: int, end: int):
