@@ -238,12 +238,20 @@ class Trace(Mapping):
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or path, got {path!r}")
         path = Path(path)
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder: give the trace file in it (Trace.save wrote one file)")
         if not path.is_file():
             raise FileNotFoundError(f"no trace file {path}: check the path (Trace.save wrote it)")
         try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device} was asked for, but this machine has no CUDA GPU: load with device='cpu'")
+        try:
             with safe_open(str(path), framework="pt") as f:
                 raw = (f.metadata() or {}).get("vurn_trace")
-            tensors = load_file(str(path), device=str(device)) if raw is not None else {}
+            tensors = load_file(str(path), device="cpu") if raw is not None else {}
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise ValueError(f"{path} is not a readable safetensors file (truncated or damaged?): {e}") from None
         if raw is None:
@@ -253,14 +261,15 @@ class Trace(Mapping):
         if header.get("format") != TRACE_FORMAT:
             raise ValueError(f"{path} has trace format {header.get('format')!r}, expected {TRACE_FORMAT!r}: "
                              "trace the text again with this version")
-        missing = [k for k in header["keys"] if f"arrays.{k}" not in tensors] + [k for k in ("ids",) if k not in tensors]
+        missing = [k for k in header["keys"] if f"arrays.{k}" not in tensors] + [k for k in ["ids"] if k not in tensors]
         if missing:
             raise ValueError(f"{path} lacks the arrays {', '.join(missing)} that its header lists: it is damaged; "
                              "trace the text again")
         info = dict(header["info"])
-        h, c = tensors.get("final_state.h"), tensors.get("final_state.c")
+        h, c = (tensors[k].to(device) if k in tensors else None for k in ("final_state.h", "final_state.c"))
         info["final_state"] = (h, c) if c is not None else h
-        return cls({k: tensors[f"arrays.{k}"] for k in header["keys"]}, text=header["text"], ids=tensors["ids"],
+        arrays = {k: tensors[f"arrays.{k}"].to(device) for k in header["keys"]}
+        return cls(arrays, text=header["text"], ids=tensors["ids"],   # ids stay on the CPU, as compute_trace keeps them
                    vocab=header["vocab"], kind=header["kind"], layers=header["layers"], width=header["width"],
                    info=info)
 
@@ -373,7 +382,8 @@ def _fused_layer(kind, xin, xp, weights, h0, c0, window=8192):
     xr, xz, xn = xp.chunk(3, dim=-1)  # GRU: the reset gate scales the recurrent candidate term alone
     hr, hz, hn = torch.addmm(b_hh, h_prev, w_hh.T).view(S, W, -1).chunk(3, dim=-1)
     reset = torch.sigmoid(xr + hr)
-    return {"hidden": hidden, "reset": reset, "update": torch.sigmoid(xz + hz), "candidate": torch.tanh(xn + reset * hn)}
+    return {"hidden": hidden, "reset": reset, "update": torch.sigmoid(xz + hz),
+            "candidate": torch.tanh(xn + reset * hn)}
 
 
 SCAN_BLOCK = 64  # longest block of the cell scan: bounds the rounding of a block's product of forget gates
@@ -595,7 +605,7 @@ def _seam_probe(model, ids, streams, burn, method, seams: int = PROBE_SEAMS) -> 
 
     At a seam s the trace compares row s-1's state at the end of its own part with row s's
     after its burn-in; so the probe runs row s-1 up to that end and row s through its
-    burn-in only, each a prefix of the row the trace will run (the same numbers, less work).
+    burn-in only, each a prefix of the row the trace will run (the same states, to rounding, for less work).
     """
     n = ids.numel()
     span, streams, starts, pos = _rows_layout(n, streams, burn)

@@ -625,6 +625,13 @@ def test_loading_what_is_not_a_trace_says_what_it_is(tmp_path):
     (tmp_path / "cut.safetensors").write_bytes(good.read_bytes()[:-100])
     with pytest.raises(ValueError, match="cut.safetensors is not a readable safetensors file \\(truncated"):
         Trace.load(tmp_path / "cut.safetensors")
+    with pytest.raises(IsADirectoryError, match="is a folder: give the trace file in it"):
+        Trace.load(tmp_path)
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
+        Trace.load(good, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="this machine has no CUDA GPU: load with device='cpu'"):
+            Trace.load(good, device="cuda")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         Trace.load(tmp_path / "notes.txt")
