@@ -235,6 +235,8 @@ class Trace(Mapping):
         """
         from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
+
+        from lab.train import pick_device
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or path, got {path!r}")
         path = Path(path)
@@ -242,12 +244,7 @@ class Trace(Mapping):
             raise IsADirectoryError(f"{path} is a folder: give the trace file in it (Trace.save wrote one file)")
         if not path.is_file():
             raise FileNotFoundError(f"no trace file {path}: check the path (Trace.save wrote it)")
-        try:
-            device = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device} was asked for, but this machine has no CUDA GPU: load with device='cpu'")
+        device = pick_device(device)   # a device that does not exist here is its own clear error
         try:
             with safe_open(str(path), framework="pt") as f:
                 raw = (f.metadata() or {}).get("vurn_trace")
@@ -261,7 +258,7 @@ class Trace(Mapping):
         if header.get("format") != TRACE_FORMAT:
             raise ValueError(f"{path} has trace format {header.get('format')!r}, expected {TRACE_FORMAT!r}: "
                              "trace the text again with this version")
-        missing = [k for k in header["keys"] if f"arrays.{k}" not in tensors] + [k for k in ["ids"] if k not in tensors]
+        missing = [k for k in header["keys"] if f"arrays.{k}" not in tensors] + ([] if "ids" in tensors else ["ids"])
         if missing:
             raise ValueError(f"{path} lacks the arrays {', '.join(missing)} that its header lists: it is damaged; "
                              "trace the text again")
