@@ -53,6 +53,7 @@ LINUX_URLS = (f"https://deb.debian.org/debian-security/pool/updates/main/l/linux
 URL_ENV = {"war_and_peace": "VURN_WAR_AND_PEACE_URL", "linux_kernel": "VURN_LINUX_URL"}
 DEFAULT_URLS = {"war_and_peace": WAR_AND_PEACE_URLS, "linux_kernel": LINUX_URLS}
 LINUX_MAX_CHARS = 6_206_996  # the paper's Linux corpus size: the cap of the recipe
+TIMEOUT_S = 60.0   # seconds a download may wait for the server before it fails
 USER_AGENT = "vurn/0.1 (corpus download; +https://github.com/karpathy/char-rnn)"
 
 _START = re.compile(r"^\*\*\*\s*START OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK[^\n]*$", re.M | re.I)
@@ -89,7 +90,7 @@ class VerificationError(CorpusError):
     """
 
 
-def download(url: str, dest: str | os.PathLike, *, progress: bool = True, timeout: float = 60.0,
+def download(url: str, dest: str | os.PathLike, *, progress: bool = True, timeout: float = TIMEOUT_S,
              desc: str | None = None) -> Path:
     """Download ``url`` to ``dest``, atomically: ``dest`` appears only when complete.
 
@@ -394,12 +395,14 @@ def _download_and_build(name: str, urls: Sequence[str], dest_dir: Path, progress
     dest_dir.mkdir(parents=True, exist_ok=True)
     failures = []
     for url in urls:
-        # The raw download (a text, a ~140 MB package) is temporary.
+        # The raw download (a text, a ~140 MB package) is temporary: written in place, not
+        # through download()'s atomic second copy, and removed once the corpus is built.
         fd, raw_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{name}.", suffix=".download")
-        os.close(fd)
         raw = Path(raw_name)
         try:
-            download(url, raw, progress=progress, desc=f"{name} ({urllib.parse.urlsplit(url).netloc})")
+            with os.fdopen(fd, "wb") as out:
+                _fetch_into(url, out, progress=progress, timeout=TIMEOUT_S,
+                            desc=f"{name} ({urllib.parse.urlsplit(url).netloc})")
             return url, _build(name, raw)
         except CorpusError as e:   # a failed download, or a mirror that sent something else (an HTML page)
             failures.append(str(e))
