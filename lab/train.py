@@ -31,25 +31,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lab.checkpoint import (
-    CheckpointError,
-    check_corpus,
-    code_commit,
-    load_checkpoint,
-    save_checkpoint,
-)
+from lab.checkpoint import CheckpointError, check_corpus, code_commit, load_checkpoint, save_checkpoint
 from lab.checks import is_integer, is_real
 from lab.corpus import KNOWN, Corpus, CorpusError, load_corpus
 from lab.files import atomic_write
-from lab.models import (
-    KINDS,
-    ROWS,
-    CharRNN,
-    ModelConfig,
-    count_parameters,
-    detach_state,
-    width_for,
-)
+from lab.models import KINDS, ROWS, CharRNN, ModelConfig, count_parameters, detach_state, width_for
 from lab.sample import SEED_RANGE
 
 # what a training run writes in its folder (train.log and grid.json are the grid runner's own)

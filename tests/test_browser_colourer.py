@@ -20,13 +20,7 @@ import time
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.browser import (
-    ROOT,
-    needs_corpora,
-    run_cell,
-    run_notebook,
-    write_notebook,
-)
+from tests.browser import ROOT, needs_corpora, run_cell, run_notebook, write_notebook
 
 pytestmark = needs_corpora("war_and_peace", "linux_kernel")
 

@@ -12,13 +12,7 @@ from __future__ import annotations
 import re
 import time
 
-from tests.browser import (
-    ROOT,
-    needs_corpora,
-    run_cell,
-    run_notebook,
-    write_notebook,
-)
+from tests.browser import ROOT, needs_corpora, run_cell, run_notebook, write_notebook
 
 SMALL_CHECKPOINT = ROOT / "results" / "checkpoints" / "war_and_peace-lstm1-64.safetensors"
 

@@ -13,14 +13,7 @@ from __future__ import annotations
 import re
 import time
 
-from tests.browser import (
-    bokeh_point,
-    needs_corpora,
-    run_cell,
-    run_notebook,
-    wait_for_plots,
-    write_notebook,
-)
+from tests.browser import bokeh_point, needs_corpora, run_cell, run_notebook, wait_for_plots, write_notebook
 
 pytestmark = needs_corpora("war_and_peace")
 

@@ -8,12 +8,7 @@ chart. Screenshots go to a temporary folder (``$VURN_SCREENSHOTS`` if set).
 """
 from __future__ import annotations
 
-from tests.browser import (
-    bokeh_point,
-    needs_corpora,
-    run_notebook,
-    wait_for_plots,
-)
+from tests.browser import bokeh_point, needs_corpora, run_notebook, wait_for_plots
 
 pytestmark = needs_corpora("linux_kernel")
 

@@ -21,15 +21,7 @@ import re
 import shutil
 import time
 
-from tests.browser import (
-    ROOT,
-    bokeh_point,
-    needs_corpora,
-    run_cell,
-    run_notebook,
-    wait_for_plots,
-    write_notebook,
-)
+from tests.browser import ROOT, bokeh_point, needs_corpora, run_cell, run_notebook, wait_for_plots, write_notebook
 from widgets.models import PLOT_NAME
 
 pytestmark = needs_corpora("war_and_peace")

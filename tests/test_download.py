@@ -16,14 +16,7 @@ import pytest
 
 import lab.download
 from lab.corpus import KNOWN, CorpusError, KnownCorpus, load_corpus, sha256_text
-from lab.download import (
-    DownloadError,
-    VerificationError,
-    download,
-    fetch_corpus,
-    linux_text,
-    strip_gutenberg,
-)
+from lab.download import DownloadError, VerificationError, download, fetch_corpus, linux_text, strip_gutenberg
 
 pytestmark = pytest.mark.usefixtures("offline_cache")
 

@@ -6,14 +6,7 @@ import pytest
 import torch
 
 from lab import cells
-from lab.neurons import (
-    histogram,
-    hypothesis_scores,
-    profile,
-    quantile_examples,
-    top_examples,
-    unit_saturation,
-)
+from lab.neurons import histogram, hypothesis_scores, profile, quantile_examples, top_examples, unit_saturation
 from tests.toy import toy_trace
 
 TEXT = 'He said "yes" and (then) "no".\n' * 30

@@ -40,15 +40,7 @@ import pandas as pd
 import traitlets
 from bokeh.embed import file_html
 from bokeh.layouts import column, gridplot, row
-from bokeh.models import (
-    BoxAnnotation,
-    BoxSelectTool,
-    ColumnDataSource,
-    HoverTool,
-    Range1d,
-    Span,
-    TapTool,
-)
+from bokeh.models import BoxAnnotation, BoxSelectTool, ColumnDataSource, HoverTool, Range1d, Span, TapTool
 from bokeh.palettes import Category10
 from bokeh.plotting import figure
 from bokeh.resources import INLINE
