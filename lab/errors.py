@@ -4,9 +4,9 @@ An **error** is a character to which the model gives probability < 0.5 (``thresh
 Oracles are applied in a fixed order; each claims some of the errors that are still
 unexplained, so every error lands in exactly one category (the first oracle that claims
 it) and the counts add up to the number of errors. Within an oracle, its settings are
-tried in the order given (1-gram before 2-gram, n = 100 before 500, ...) and the setting
-that first claims an error is recorded as its ``step``: the paper's Figure 6 is the
-cumulative sum over the steps.
+tried from the smallest up (1-gram before 2-gram, n = 100 before 500, ...; ``OracleConfig``
+sorts them and drops repeats) and the setting that first claims an error is recorded as
+its ``step``: the paper's Figure 6 is the cumulative sum over the steps.
 
 Exact definitions (``text`` is the scored text, ``p[i]`` the model's probability of
 ``text[i + 1]``, as in :mod:`lab.longrange`; a *word* is a maximal run of alphanumeric
@@ -25,7 +25,9 @@ characters, ``str.isalnum``, compared case-sensitively, so "couldn't" is "couldn
    (on War and Peace that setting makes "memory" claim most word starts too, since
    common words recur within 100 characters: 40% of the errors instead of 16%).
 3. ``rare_words``: the character is inside a word seen at most t times as a word in the
-   training split, t in ``rare_counts`` (default 0..5). Step: the smallest such t.
+   training split, t in ``rare_counts`` (default 0..5). Step: the smallest such t. Unlike
+   ``memory``, this claims a rare word's first character too: the model cannot have learnt
+   to choose a word it has (almost) never seen, so the word model is not to blame either.
 4. ``word_model``: the character comes right after one of ``word_starts`` (a space, a
    double or single quote, a newline): choosing the next word, not finishing one.
 5. ``punctuation``: the correct character is one of ``punctuation`` (ASCII punctuation).
@@ -69,8 +71,8 @@ NOT_AN_ERROR = -1
 class OracleConfig:
     """The oracles' settings; an empty tuple switches an oracle off (e.g. ``orders=()``).
 
-    >>> OracleConfig(memory_spans=(100,)).memory_spans
-    (100,)
+    >>> OracleConfig(memory_spans=(500, 100, 500)).memory_spans     # sorted, repeats dropped
+    (100, 500)
     >>> OracleConfig(boosts=(0.7,))
     Traceback (most recent call last):
     ...
@@ -87,8 +89,10 @@ class OracleConfig:
     boosts: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4)
 
     def __post_init__(self):
-        if not 0 < self.threshold <= 1:
-            raise ValueError(f"threshold must be a probability in (0, 1], got {self.threshold!r}")
+        t = self.threshold
+        if isinstance(t, bool) or not isinstance(t, (int, float, np.integer, np.floating)) or not 0 < t <= 1:
+            raise ValueError(f"threshold must be a probability in (0, 1], got {t!r}")
+        object.__setattr__(self, "threshold", float(t))
 
         def ints(name, low, what):
             v = getattr(self, name)
@@ -97,7 +101,7 @@ class OracleConfig:
             v = tuple(v)
             if not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= low for x in v):
                 raise ValueError(f"{name} must be ints >= {low} ({what}), got {v!r}")
-            object.__setattr__(self, name, tuple(int(x) for x in v))
+            object.__setattr__(self, name, tuple(sorted({int(x) for x in v})))   # tried smallest first, once
 
         ints("orders", 0, "n-gram orders, context characters")
         if any(o > 20 for o in self.orders):
@@ -111,7 +115,7 @@ class OracleConfig:
         if not all(isinstance(x, (int, float, np.floating)) and 0 < x <= 0.5 for x in b):
             raise ValueError(f"boosts must be numbers in (0, 0.5] (probability added to the correct "
                              f"character), got {b!r}")
-        object.__setattr__(self, "boosts", tuple(float(x) for x in b))
+        object.__setattr__(self, "boosts", tuple(sorted({float(x) for x in b})))
         if not isinstance(self.memory_first_char, bool):
             raise TypeError(f"memory_first_char must be True or False, got {self.memory_first_char!r}")
         for name in ("word_starts", "punctuation"):
@@ -203,13 +207,13 @@ def ngram_oracle(ngram_probs, orders=tuple(range(1, 10)), threshold: float = ERR
     ``ngram_probs`` is (max order + 1, T - 1): row k the order-k probabilities, as
     ``NGramModel.probs_by_order(ids)`` returns them.
 
-    >>> ngram_oracle(np.array([[0.6, 0.1, 0.2], [0.1, 0.7, 0.2]]), orders=(1, 0)).tolist()
-    [0.0, 1.0, nan]
+    >>> ngram_oracle(np.array([[0.6, 0.6, 0.2], [0.1, 0.7, 0.2]]), orders=(1, 0)).tolist()
+    [0.0, 0.0, nan]
     """
     q = np.asarray(ngram_probs, dtype=np.float64)
     if q.ndim != 2:
         raise ValueError(f"ngram_probs must be 2-D (orders, characters), got shape {q.shape}")
-    orders = list(orders)
+    orders = sorted(set(orders))
     missing = [o for o in orders if not 0 <= o < q.shape[0]]
     if missing:
         raise ValueError(f"order {max(missing)} is not in ngram_probs, which holds orders 0..{q.shape[0] - 1}: "
@@ -253,6 +257,9 @@ def rare_word_oracle(text: str, train_counts, counts=tuple(range(6))) -> np.ndar
     [nan, 1.0, 1.0, 1.0]
     """
     _check_text(text)
+    if not hasattr(train_counts, "get"):
+        raise TypeError(f"train_counts must map words to their training counts (lab.errors.word_counts(train_text)), "
+                        f"got {type(train_counts).__name__}")
     counts = sorted(counts)
     out = np.full(len(text), np.nan)
     for s, e in words(text):
@@ -382,8 +389,8 @@ class ErrorBreakdown:
         [['boost', 0.2, 1, 1.0], ['boost', 0.3, 0, 1.0], ['boost', 0.4, 0, 1.0]]
         """
         c = self.config
-        settings = {"ngram": c.orders, "memory": sorted(c.memory_spans), "rare_words": sorted(c.rare_counts),
-                    "word_model": [np.nan], "punctuation": [np.nan], "boost": sorted(c.boosts)}
+        settings = {"ngram": c.orders, "memory": c.memory_spans, "rare_words": c.rare_counts,
+                    "word_model": [np.nan], "punctuation": [np.nan], "boost": c.boosts}   # each sorted, once
         rows = []
         for cat, values in settings.items():
             mask = self.category == CATEGORIES.index(cat)
@@ -436,6 +443,8 @@ class ErrorBreakdown:
         idx = self.positions(category)
         if per_page < 1:
             raise ValueError(f"per_page must be at least 1, got {per_page}")
+        if context < 0:
+            raise ValueError(f"context is the characters shown either side of an error, at least 0; got {context}")
         pages = max(1, -(-len(idx) // per_page))
         if not 0 <= page < pages:
             raise IndexError(f"page {page} does not exist: {category} has {len(idx)} errors, pages 0..{pages - 1}")
@@ -498,15 +507,31 @@ def error_breakdown(text: str, prob, ngram_probs=None, word_counts=None, config:
         step[hit] = np.where(np.isinf(claimed[hit]), np.nan, claimed[hit])
         open_ &= ~hit
     category[open_] = CATEGORIES.index("other")
-    for key in ("top_ids", "top_probs"):
-        if extra.get(key) is not None:
-            a = np.asarray(extra[key])
-            if a.ndim != 2 or a.shape[0] != n:
-                raise ValueError(f"{key} must be ({n}, K) for this text, got shape {a.shape}")
-            extra[key] = a
-    if "vocab" in extra:
-        extra["vocab"] = tuple(extra["vocab"])
+    _check_top_k(extra, n)
     return ErrorBreakdown(text, p, category, step, config, **extra)
+
+
+def _check_top_k(extra: dict, n: int) -> None:
+    """``top_ids``, ``top_probs`` and ``vocab`` come together, agree in shape and ids, or not at all."""
+    given = [k for k in ("top_ids", "top_probs", "vocab") if extra.get(k) is not None]
+    if not given:
+        return
+    if len(given) < 3:
+        missing = sorted({"top_ids", "top_probs", "vocab"} - set(given))
+        raise ValueError(f"top_ids, top_probs and vocab go together (the model's K most likely characters), "
+                         f"but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing: pass all three, e.g. from a trace "
+                         "(session_breakdown does), or none")
+    ids, probs = np.asarray(extra["top_ids"]), np.asarray(extra["top_probs"])
+    for key, a in (("top_ids", ids), ("top_probs", probs)):
+        if a.ndim != 2 or a.shape[0] != n:
+            raise ValueError(f"{key} must be ({n}, K) for this text, got shape {a.shape}")
+    if ids.shape != probs.shape:
+        raise ValueError(f"top_ids and top_probs must have one shape, got {ids.shape} and {probs.shape}")
+    vocab = tuple(extra["vocab"])
+    if not np.issubdtype(ids.dtype, np.integer) or (ids.size and not 0 <= ids.min() <= ids.max() < len(vocab)):
+        raise ValueError(f"top_ids must be integer ids into vocab (0..{len(vocab) - 1}): check that vocab is the "
+                         "model's")
+    extra.update(top_ids=ids, top_probs=probs, vocab=vocab)
 
 
 # ------------------------------------------------------------------ from a session

@@ -50,6 +50,16 @@ def test_ngram_oracle_takes_the_smallest_order_that_is_right():
     assert same(ngram_oracle(q, orders=(0, 1, 2, 3)).tolist(), [0, 2, 3, NAN])   # 0.5 is right
     assert same(ngram_oracle(q, orders=(3,)).tolist(), [NAN, 3, 3, NAN])
     assert same(ngram_oracle(q, orders=(1, 2, 3), threshold=0.45).tolist(), [1, 2, 3, 3])
+    assert same(ngram_oracle(q, orders=(3, 2, 1, 2)).tolist(), [1, 2, 3, NAN])   # the smallest, in any order
+
+
+def test_settings_are_tried_smallest_first_and_once():
+    cfg = OracleConfig(orders=(3, 1, 1), memory_spans=(500, 100, 500), rare_counts=(2, 0), boosts=(0.3, 0.1, 0.3))
+    assert (cfg.orders, cfg.memory_spans, cfg.rare_counts, cfg.boosts) == ((1, 3), (100, 500), (0, 2), (0.1, 0.3))
+    # a repeated setting is one step of Figure 6: the cumulative fraction ends at 1, not above
+    r = error_breakdown("ab", [0.3], config=OracleConfig(orders=(), rare_counts=(), boosts=(0.2, 0.2)))
+    steps = r.steps()
+    assert steps["step"].tolist()[-1:] == [0.2] and steps["cumulative_fraction"].iloc[-1] == 1.0
 
 
 def test_word_spans_and_counts():
@@ -232,6 +242,8 @@ def test_bad_inputs_are_clear_errors():
         error_breakdown("abc", [0.1, 0.2], [[0.5, 0.5]] * 2, config=OracleConfig(rare_counts=()))
     with pytest.raises(TypeError, match="config must be an OracleConfig"):
         error_breakdown("abc", [0.1, 0.2], config={"orders": ()})
+    with pytest.raises(TypeError, match="train_counts must map words to their training counts"):
+        error_breakdown("ab ab", [0.1] * 4, word_counts=["ab"], config=OracleConfig(orders=()))
     r = error_breakdown("abc", [0.1, 0.2], **ok)
     with pytest.raises(ValueError, match="unknown category 'typo': choose one of ngram, memory"):
         r.positions("typo")
@@ -239,10 +251,28 @@ def test_bad_inputs_are_clear_errors():
         r.examples("boost", page=1)
     with pytest.raises(ValueError, match="no top-k predictions"):
         r.top_k(1)
+    with pytest.raises(ValueError, match="context is the characters shown either side of an error, at least 0"):
+        r.examples("boost", context=-2)
+
+
+def test_top_k_inputs_come_together_and_agree():
+    ok = {"config": OracleConfig(orders=(), rare_counts=())}
+    with pytest.raises(ValueError, match="top_probs and vocab are missing: pass all three"):
+        error_breakdown("ab", [0.3], top_ids=[[0]], **ok)
+    with pytest.raises(ValueError, match="vocab is missing"):
+        error_breakdown("ab", [0.3], top_ids=[[0]], top_probs=[[0.3]], **ok)
+    with pytest.raises(ValueError, match=r"top_ids must be integer ids into vocab \(0..1\)"):
+        error_breakdown("ab", [0.3], top_ids=[[5]], top_probs=[[0.3]], vocab="ab", **ok)
+    with pytest.raises(ValueError, match="one shape"):
+        error_breakdown("ab", [0.3], top_ids=[[0, 1]], top_probs=[[0.3]], vocab="ab", **ok)
+    r = error_breakdown("ab", [0.3], top_ids=[[1, 0]], top_probs=[[0.7, 0.3]], vocab="ab", **ok)
+    assert r.top_k(1) == [("b", 0.7), ("a", 0.3)]
 
 
 @pytest.mark.parametrize("kw, message", [
     ({"threshold": 0}, "threshold must be a probability"),
+    ({"threshold": "0.5"}, "threshold must be a probability in \\(0, 1\\], got '0.5'"),
+    ({"threshold": True}, "threshold must be a probability in \\(0, 1\\], got True"),
     ({"orders": (1, 21)}, "at most 20"),
     ({"orders": (-1,)}, "orders must be ints >= 0"),
     ({"memory_spans": (0,)}, "memory_spans must be ints >= 1"),
@@ -313,6 +343,27 @@ def test_explorer_selection_pages_and_examples():
     assert w.selection == {"model": "big", "category": "ngram", "page": 0, "positions": [1, 15]}
     w.select("small", "boost")
     assert w.shown == small.positions("boost")[:2].tolist()
+
+
+def test_explorer_keeps_the_example_in_view_when_the_page_size_changes():
+    w, big, _ = explorer_pair()
+    all_ = big.positions("word_model").tolist()          # 3 errors: pages of 2 are [0, 1], [2]
+    w.select("big", "word_model", page=1)
+    w.per_page = 1                                       # the example in view (the third) is now page 2
+    assert w.selection == {"model": "big", "category": "word_model", "page": 2, "positions": all_[2:]}
+    w.per_page = 5                                       # one page holds them all
+    assert (w.page, w.n_pages, w.shown) == (0, 1, all_)
+    assert "page 1 of 1" in repr(w)
+
+
+def test_explorer_shows_a_selection_given_to_the_constructor():
+    from widgets.errors import ErrorExplorer
+    _, big, _ = explorer_pair()
+    w = ErrorExplorer({"big": big}, per_page=2, model_name="big", category="word_model", page=1)
+    assert (w.n_selected, w.n_pages) == (3, 2)
+    assert w.selection == {"model": "big", "category": "word_model", "page": 1,
+                           "positions": big.positions("word_model")[2:].tolist()}
+    assert len(w.examples) == 1
 
 
 def test_explorer_refuses_a_bad_selection():

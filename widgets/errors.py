@@ -4,6 +4,8 @@
     >>> from lab.errors import session_breakdown
     >>> from widgets.errors import ErrorExplorer
     >>> big = session_breakdown(Session.load("war_and_peace_lstm"), length=20_000)          # doctest: +SKIP
+    >>> small = session_breakdown(Session.load("results/checkpoints/war_and_peace-lstm1-64.safetensors"),
+    ...                           length=20_000)                                          # doctest: +SKIP
     >>> w = ErrorExplorer({"2x307": big, "1x64": small})                                  # doctest: +SKIP
     >>> w.select("1x64", "ngram"); w.selection                                            # doctest: +SKIP
     {'model': '1x64', 'category': 'ngram', 'page': 0, 'positions': [...]}
@@ -97,7 +99,9 @@ class ErrorExplorer(anywidget.AnyWidget):
                        "n_errors": r.n_errors, "n_chars": r.n_chars} for cat in CATEGORIES]
         super().__init__(models=names, chart=chart, per_page=per_page, context=context, **kw)
         self.observe(self._on_choice, names=["model_name", "category"])
-        self.observe(self._refresh, names=["page", "per_page", "context"])
+        self.observe(self._on_per_page, names=["per_page"])
+        self.observe(self._refresh, names=["page", "context"])
+        self._refresh()   # a selection given to the constructor (model_name=..., category=...) shows at once
 
     def __repr__(self) -> str:
         sel = (f"selected: {self.model_name} / {self.category}, page {self.page + 1} of {self.n_pages}"
@@ -181,11 +185,18 @@ class ErrorExplorer(anywidget.AnyWidget):
         else:
             self._refresh()
 
+    def _on_per_page(self, change) -> None:
+        page = self.page * change["old"] // change["new"]   # the page that holds the first example in view
+        if page != self.page:
+            self.page = page    # this refreshes
+        else:
+            self._refresh()
+
     def _refresh(self, change=None) -> None:
         idx = self._positions()
         self.n_selected = len(idx)
         self.n_pages = self._count_pages()
-        page = min(self.page, max(self.n_pages - 1, 0))
+        page = self.page
         chosen = idx[page * self.per_page:(page + 1) * self.per_page]
         self.examples = [self._example(int(j)) for j in chosen]
         self.shown = [int(j) for j in chosen]
