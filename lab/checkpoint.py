@@ -145,8 +145,13 @@ def check_corpus(meta: dict, corpus, source: str | os.PathLike = "the checkpoint
                               "differ, so its splits and losses do not apply; use the corpus it was trained on")
 
 
-def code_commit() -> str:
-    """The git commit of the code that is running, with ``+dirty`` for local changes.
+CODE_DIRS = ("lab", "widgets", "scripts", "bench")   # a new, uncommitted file here is code the commit lacks
+
+
+def code_commit(root: str | os.PathLike | None = None) -> str:
+    """The git commit of the code that is running (``root``: the repository, by default this
+    one), with ``+dirty`` for local changes: edits to tracked files, or new files not yet
+    committed in :data:`CODE_DIRS` (a script run before its first commit).
 
     ``VURN_COMMIT``, when set, wins: a copy of the tree on another machine (a lent GPU)
     can carry a stale ``.git``, and the script that sent it knows the commit.
@@ -159,13 +164,15 @@ def code_commit() -> str:
     """
     if os.environ.get("VURN_COMMIT"):
         return os.environ["VURN_COMMIT"]
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent if root is None else Path(root)
     try:
         done = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=root,
                               capture_output=True, text=True, timeout=5)
         commit = done.stdout.strip() if done.returncode == 0 else ""
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty += subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--", *CODE_DIRS], cwd=root,
+                                capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("VURN_COMMIT", "unknown")
     if not commit:

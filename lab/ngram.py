@@ -391,6 +391,9 @@ def loss_table(train_ids, vocab_size: int, texts: dict, orders=range(1, MAX_ORDE
     orders = list(orders)
     if not orders:
         raise NGramError(f"give at least one order to score (1 to {MAX_ORDER})")
+    bad = [o for o in orders if isinstance(o, bool) or not isinstance(o, (int, np.integer)) or not 0 <= o <= MAX_ORDER]
+    if bad:   # numpy would read -1 as the largest order and label it -1
+        raise NGramError(f"orders must be ints in 0..{MAX_ORDER}, got {bad}")
     model = NGramModel.fit(train_ids, vocab_size, max(orders))
     cols = {name: model.loss_by_order(ids)[orders] for name, ids in texts.items()}
     return pd.DataFrame(cols, index=pd.Index(orders, name="order"))

@@ -7,10 +7,12 @@ is the sum of n position-specific rows of its weight (plus a bias): exactly the 
 layer over the concatenated one-hot vectors, without materialising them.
 
 Training follows the paper's protocol as far as it carries over (there is no state to
-carry): RMSProp with lr 2e-3, minibatches of 10,000 characters (the RNNs' 100 x 100),
-uniform +-0.08 initialisation, gradient clip 5, lr x 0.95 per epoch after epoch 10, and
-the epoch with the best validation loss is kept. The hidden size is chosen on validation
-(:func:`select_hidden`).
+carry): RMSProp with lr 2e-3, minibatches of 10,000 characters by default (the RNNs'
+100 x 100), uniform +-0.08 initialisation, gradient clip 5, lr x 0.95 per epoch after
+epoch 10, and the epoch with the best validation loss is kept. The hidden size is chosen
+on validation (:func:`select_hidden`). The paper gives no batch size for its n-NNs: the
+committed Table 2 (``scripts/nnn_table2.py``) used minibatches of 1,000, which learn more
+in the 10 epochs a CPU allowed.
 
     >>> import torch
     >>> ids = torch.tensor([0, 1, 2] * 400)                       # "abcabc...": 2 characters tell all
@@ -106,6 +108,8 @@ def contexts(ids: torch.Tensor, n: int, start: int, end: int) -> tuple[torch.Ten
     >>> ctx.tolist(), y.tolist()
     ([[5, 6], [6, 7]], [7, 8])
     """
+    if end > len(ids):
+        raise ValueError(f"end {end} is past the text's {len(ids)} characters")
     start = max(start, n)
     if end <= start:
         raise ValueError(f"no position in [{start}, {end}) has {n} characters before it")
@@ -214,6 +218,9 @@ def fit(cfg: NNNConfig, train_ids: torch.Tensor, val_ids: torch.Tensor, vocab_si
             break
         if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
             break
+    if best_state is None:   # the first epoch already diverged: there is nothing to keep
+        raise ValueError(f"the {cfg.n}-NN diverged: validation loss {log[0]['val_loss']} after epoch 1 at "
+                         f"lr {cfg.lr:g}; train again with a smaller lr")
     model.load_state_dict(best_state)
     return model.eval(), log
 

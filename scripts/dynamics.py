@@ -11,6 +11,7 @@ characters to ``results/dynamics/war_and_peace.csv`` with its provenance.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import platform
 import sys
@@ -29,9 +30,24 @@ from lab.nnn import NNN, NNNConfig, fit
 from lab.train import TrainConfig, Trainer, discard_unresumable
 
 
-def nnn_for(n: int, corpus, models: Path) -> tuple[NNN, str]:
+def chosen_hidden(n: int, corpus_name: str, table: Path) -> int | None:
+    """The hidden size Table 2 chose for this n (``results/table2_nnn.csv``), None if it has no row."""
+    if not table.is_file():
+        return None
+    with table.open() as f:
+        return next((int(r["hidden"]) for r in csv.DictReader(f)
+                     if r["corpus"] == corpus_name and int(r["n"]) == n and r["chosen"] == "True"), None)
+
+
+def nnn_for(n: int, corpus, models: Path, table: Path) -> tuple[NNN, str]:
     """The n-NN Table 2 chose (saved by scripts/nnn_table2.py), else one trained here."""
+    hidden = chosen_hidden(n, corpus.name, table)
     found = sorted(models.glob(f"{corpus.name}-{n}nn-*.safetensors"))
+    if hidden is not None:
+        found = [f for f in found if f.stem.rsplit("-", 1)[1] == str(hidden)]
+    elif len(found) > 1:   # several sizes and no table to say which won: do not pick one silently
+        raise SystemExit(f"{', '.join(f.name for f in found)}: several {n}-NNs and no row in {table} saying which "
+                         "Table 2 chose; remove the others or run scripts/nnn_table2.py again")
     if found:
         hidden = int(found[0].stem.rsplit("-", 1)[1])
         model = NNN(n, len(corpus.vocab), hidden)
@@ -52,6 +68,8 @@ def main(argv=None) -> None:
     p.add_argument("--chars", type=int, default=20_000, help="validation characters compared on")
     p.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "dynamics-wp")
     p.add_argument("--models", type=Path, default=ROOT / "runs" / "nnn")
+    p.add_argument("--table", type=Path, default=ROOT / "results" / "table2_nnn.csv",
+                   help="Table 2's n-NN rows: which hidden size was chosen for each n")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "dynamics")
     args = p.parse_args(argv)
     corpus = load_corpus("war_and_peace")
@@ -64,7 +82,7 @@ def main(argv=None) -> None:
         trainer.run()
     nnns, sources = {}, {}
     for n in args.n:
-        nnns[n], sources[n] = nnn_for(n, corpus, args.models)
+        nnns[n], sources[n] = nnn_for(n, corpus, args.models, args.table)
     ids = corpus.split_ids("val")[: args.chars]
     df = similarity_over_training(args.run_dir, nnns, ids, skip=max(100, max(args.n)))
     df["epoch"] = (df.step / trainer.steps_per_epoch).round(3)

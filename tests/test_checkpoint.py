@@ -249,3 +249,29 @@ def test_code_commit_is_git_unless_vurn_commit_names_it(monkeypatch):
     assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|unknown", here)
     monkeypatch.setenv("VURN_COMMIT", "c52d661ce827952f51954e394c68effd591eba55")  # a copied tree's stale .git loses
     assert code_commit() == "c52d661ce827952f51954e394c68effd591eba55"
+
+
+def test_code_commit_is_dirty_for_edits_and_for_new_code_files(monkeypatch, tmp_path):
+    import subprocess
+
+    from lab.checkpoint import code_commit
+    monkeypatch.delenv("VURN_COMMIT", raising=False)
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                              check=True, capture_output=True, text=True).stdout.strip()
+    git("init", "-q")
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "a.py").write_text("x = 1\n")
+    git("add", "."), git("commit", "-q", "-m", "a")
+    head = git("rev-parse", "HEAD")
+    assert code_commit(tmp_path) == head
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.csv").write_text("a\n")       # a result being written is not code
+    assert code_commit(tmp_path) == head
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "new.py").write_text("print(1)\n")   # a script the commit does not hold
+    assert code_commit(tmp_path) == head + "+dirty"
+    (tmp_path / "scripts" / "new.py").unlink()
+    (tmp_path / "lab" / "a.py").write_text("x = 2\n")             # an edit
+    assert code_commit(tmp_path) == head + "+dirty"

@@ -298,3 +298,5 @@ def test_nothing_to_score_is_said_plainly():
         model.loss([0])
     with pytest.raises(NGramError, match="at least one order"):
         loss_table([0, 1] * 50, 2, {"val": [0, 1, 0]}, orders=[])
+    with pytest.raises(NGramError, match=r"orders must be ints in 0..20, got \[-1\]"):
+        loss_table([0, 1] * 50, 2, {"val": [0, 1, 0]}, orders=[-1, 2])   # not the order-2 loss labelled -1

@@ -27,6 +27,8 @@ def test_contexts_are_the_n_characters_before_each_position():
     assert contexts(ids, 3, 0, 10)[1].tolist() == list(range(3, 10))      # the first 3 have no context
     with pytest.raises(ValueError, match="no position"):
         contexts(ids, 3, 0, 2)
+    with pytest.raises(ValueError, match="end 11 is past the text's 10 characters"):
+        contexts(ids, 3, 0, 11)        # not silently fewer characters than asked
 
 
 def test_bad_configurations_are_named():
@@ -73,6 +75,13 @@ def test_bad_training_input_is_named():
         fit(cfg, ids, ids, vocab_size=2)
     with pytest.raises(TypeError, match="train_ids must be a 1-D tensor of character ids"):
         fit(cfg, ids.tolist(), ids)
+
+
+def test_training_that_diverges_at_once_is_a_clear_error():
+    ids = torch.tensor([0, 1, 2, 1] * 40)
+    with pytest.raises(ValueError, match="the 1-NN diverged: validation loss (nan|inf) after epoch 1 at lr 1e\\+30; "
+                                         "train again with a smaller lr"):
+        fit(NNNConfig(n=1, hidden=4, epochs=3, batch=10, lr=1e30), ids[:120], ids[120:])
     with pytest.raises(TypeError, match=r"n must be a whole number, got 1\.5"):
         NNNConfig(n=1.5, hidden=4)
     with pytest.raises(ValueError, match="at least one hidden size"):
