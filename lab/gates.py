@@ -22,6 +22,17 @@ SATURATING = ("input", "forget", "output", "reset", "update")
 _KEY = re.compile(r"layers\.(\d+)\.gates\.(\w+)$")
 
 
+def value_range(what: str) -> tuple[float, float]:
+    """The range a traced quantity lives in, for a colour scale: (0, 1) for a sigmoid gate
+    (the saturating ones), (-1, 1) for tanh(c), h and the candidate (the raw cell is
+    unbounded: shown clipped to it).
+
+    >>> value_range("forget"), value_range("cell")
+    ((0.0, 1.0), (-1.0, 1.0))
+    """
+    return (0.0, 1.0) if what in SATURATING else (-1.0, 1.0)
+
+
 def saturation(trace: Mapping, left: float = 0.1, right: float = 0.9, gates=SATURATING,
                exclude_last: bool = False) -> pd.DataFrame:
     """Fractions of characters on which each unit's gates are left- and right-saturated.
@@ -40,12 +51,15 @@ def saturation(trace: Mapping, left: float = 0.1, right: float = 0.9, gates=SATU
     """
     if not 0 <= left < right <= 1:
         raise ValueError(f"need 0 <= left < right <= 1, got left={left}, right={right}")
+    gates = _gate_names(gates)
     frames = []
     for key in trace:
         m = _KEY.match(key)
         if not m or m.group(2) not in gates:
             continue
         values = np.asarray(trace[key], dtype=np.float32)
+        if values.ndim != 2:
+            raise ValueError(f"{key} must be (characters, units), got shape {values.shape}")
         if exclude_last:
             values = values[:-1]
         frames.append(pd.DataFrame({
@@ -58,6 +72,15 @@ def saturation(trace: Mapping, left: float = 0.1, right: float = 0.9, gates=SATU
     return sat
 
 
+def _gate_names(gates) -> tuple[str, ...]:
+    """``gates`` as a tuple of names: one name alone is one gate, not its letters."""
+    gates = (gates,) if isinstance(gates, str) else tuple(gates)
+    unknown = [g for g in gates if g not in SATURATING]
+    if unknown:
+        raise ValueError(f"unknown gate(s) {unknown}: the saturating gates are {', '.join(SATURATING)}")
+    return gates
+
+
 def gates_of(trace: Mapping, gates=SATURATING) -> dict[str, list[int]]:
     """The saturating gates a trace holds, each with its layers, in the paper's order.
 
@@ -65,6 +88,7 @@ def gates_of(trace: Mapping, gates=SATURATING) -> dict[str, list[int]]:
     ...           "layers.0.gates.candidate": 0, "layers.0.hidden": 0})
     {'input': [0], 'forget': [0, 1]}
     """
+    gates = _gate_names(gates)
     found: dict[str, set[int]] = {}
     for key in trace:
         m = _KEY.match(key)

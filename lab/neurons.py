@@ -134,6 +134,7 @@ def hypothesis_scores(trace, layer: int, unit: int, what: str | None = None, hyp
     0  inside_quotes    auc   0.00      1.00     1  307
     1         column   corr  -0.33      0.33    91  307
     """
+    trace.unit(layer, unit, what or trace.memory)   # a clear error for a bad layer, unit or quantity
     rankings = {} if rankings is None else rankings
     rows = []
     for name, f in (hypotheses or HYPOTHESES).items():
@@ -167,6 +168,7 @@ def unit_saturation(trace, layer: int, unit: int, left: float = 0.1, right: floa
     1  forget  0.10   0.83
     2  output  0.00   0.45
     """
+    trace.unit(layer, unit, "hidden")   # a clear error for a bad layer or unit
     rows = []
     for gate in SATURATING:
         key = f"layers.{layer}.gates.{gate}"

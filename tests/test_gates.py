@@ -45,6 +45,13 @@ def test_summary_counts_integrators():
 def test_bad_inputs():
     with pytest.raises(ValueError, match="left < right"):
         gates.saturation(synthetic(), left=0.9, right=0.1)
+    with pytest.raises(ValueError, match=r"must be \(characters, units\), got shape \(3,\)"):
+        gates.saturation({"layers.0.gates.forget": np.zeros(3)})
+    with pytest.raises(ValueError, match="unknown gate"):
+        gates.saturation(synthetic(), gates=("forgot",))
+    # one name alone is one gate, not its letters
+    assert set(gates.saturation(synthetic(), gates="forget").gate) == {"forget"}
+    assert gates.gates_of(synthetic(), gates="forget") == {"forget": [0]}
     with pytest.raises(ValueError, match="RNN has none"):
         gates.saturation({"layers.0.hidden": np.zeros((3, 2))})
 
@@ -54,11 +61,16 @@ def test_on_a_real_trace():
 
     from lab.models import CharRNN, ModelConfig
     from lab.trace import compute_trace
-    model = CharRNN(ModelConfig("gru", 2, 6, 4))
-    tr = compute_trace(model, torch.randint(0, 4, (300,)), vocab="abcd")
+    from tests.toy import saturating
+    model = saturating(CharRNN(ModelConfig("gru", 2, 6, 4)))
+    tr = compute_trace(model, torch.randint(0, 4, (300,)), vocab="abcd", dtype=torch.float32)
     sat = gates.saturation(tr)
     assert set(sat.gate) == {"reset", "update"} and len(sat) == 2 * 2 * 6
     assert ((sat.left >= 0) & (sat.left + sat.right <= 1)).all()
+    for r in sat.itertuples():       # each row is its own gate's, layer's and unit's column
+        g = tr[f"layers.{r.layer}.gates.{r.gate}"][:, r.unit]
+        assert (r.left, r.right) == (pytest.approx((g < 0.1).mean()), pytest.approx((g > 0.9).mean()))
+    assert (sat.left != sat.right).any()
     assert isinstance(sat, pd.DataFrame)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -59,12 +60,23 @@ def test_hypothesis_scores_agree_with_rank_trace(trace):
     assert row["rank"] == 1 + ranking.unit.tolist().index(5) and row["of"] == 12
 
 
-def test_unit_saturation_counts_fractions(trace):
-    sat = unit_saturation(trace, 0, 3).set_index("gate")
-    f = trace["layers.0.gates.forget"][:, 3]
-    assert sat.loc["forget", "left"] == pytest.approx((f < 0.1).mean())
-    assert sat.loc["forget", "right"] == pytest.approx((f > 0.9).mean())
-    assert list(sat.index) == ["input", "forget", "output"]
+def test_unit_saturation_counts_fractions():
+    saturated = toy_trace(TEXT, width=12, dtype=torch.float32, scale=15)   # gates near 0 and 1, as trained ones
+    for unit in range(12):
+        sat = unit_saturation(saturated, 0, unit).set_index("gate")
+        assert list(sat.index) == ["input", "forget", "output"]
+        for gate in sat.index:
+            g = saturated[f"layers.0.gates.{gate}"][:, unit]
+            assert sat.loc[gate, "left"] == pytest.approx((g < 0.1).mean())
+            assert sat.loc[gate, "right"] == pytest.approx((g > 0.9).mean())
+    table = pd.concat([unit_saturation(saturated, 0, u) for u in range(12)])
+    assert (table.left > 0).any() and (table.right > 0).any() and (table.left != table.right).any()
+    with pytest.raises(IndexError, match="unit -1 does not exist: layers have units 0..11"):
+        unit_saturation(saturated, 0, -1)          # not quietly the last unit
+    with pytest.raises(IndexError, match="layer 5 does not exist"):
+        unit_saturation(saturated, 5, 0)           # not an empty table, as for an RNN
+    with pytest.raises(IndexError, match="unit 12 does not exist"):
+        hypothesis_scores(saturated, 1, 12)
 
 
 def test_profile_of_a_unit_and_bad_units(trace):

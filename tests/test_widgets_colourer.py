@@ -181,6 +181,24 @@ def test_an_rnn_or_gru_trace_shows_its_hidden_state_by_default():
             TextColourer(tr, what="cell")
 
 
+def test_a_gate_is_coloured_on_its_own_range(trace):
+    from widgets.html import colour_of
+    w = TextColourer(trace, layer=0, unit=1)
+    assert (w.vmin, w.vmax) == (-1.0, 1.0)                 # tanh(c): -1 red, 0 white, +1 blue
+    w.what = "forget"
+    assert (w.vmin, w.vmax) == (0.0, 1.0)                  # a gate: closed red, half open white, open blue
+    w.what = "candidate"
+    assert (w.vmin, w.vmax) == (-1.0, 1.0)                 # the candidate is a tanh
+    fixed = TextColourer(trace, layer=0, unit=1, vmin=-0.5, vmax=0.5)
+    fixed.what = "forget"
+    assert (fixed.vmin, fixed.vmax) == (-0.5, 0.5)         # a range given by the user stays
+    assert TextColourer(trace, what="input").vmin == 0.0
+    page = NeuronPage(trace, layer=0, unit=1, what="forget")
+    g = trace.unit(0, 1, "forget")
+    assert colour_of(float(g.max()), 0, 1) in page._body.value   # the most open is shown in the gate's scale
+    assert colour_of(float(g.max()), -1, 1) not in page._body.value
+
+
 def test_colour_range_and_save_span_are_checked(trace, tmp_path):
     for vmin, vmax in ((1, -1), (0.5, 0.5), (float("nan"), 1)):
         with pytest.raises(ValueError, match="vmin must be below vmax"):

@@ -13,13 +13,14 @@ from bokeh.models import BoxSelectTool, GlyphRenderer, HoverTool, Quad, Span, Ta
 from lab import gates
 from lab.models import CharRNN, ModelConfig
 from lab.trace import compute_trace
+from tests.toy import saturating
 from widgets.colourer import TextColourer
 from widgets.gates import GateSaturation
 
 
 def tiny_trace(kind: str, layers: int = 3, width: int = 6, chars: int = 400, seed: int = 0):
     torch.manual_seed(seed)
-    model = CharRNN(ModelConfig(kind, layers, width, 5)).eval()
+    model = saturating(CharRNN(ModelConfig(kind, layers, width, 5)).eval())   # its gates saturate, as trained ones do
     return compute_trace(model, torch.randint(0, 5, (chars,)), vocab="abcd\n", dtype=torch.float32)
 
 
@@ -86,6 +87,7 @@ def test_gru_has_update_and_reset_panels(gru):
 def test_points_are_the_saturation_fractions(lstm):
     fig = GateSaturation(lstm, left=0.2, right=0.8)
     sat = gates.saturation(lstm, left=0.2, right=0.8)
+    assert (sat.left != sat.right).mean() > 0.9     # the toy saturates: a left/right swap would show
     data = fig.source.data
     for gate in fig.gates:
         expected = sat[sat.gate == gate].sort_values(["layer", "unit"])

@@ -1,4 +1,4 @@
-// The text colourer: characters coloured by one unit's value (-1 red, 0 white, +1 blue).
+// The text colourer: characters coloured by one unit's value (vmin red, the middle white, vmax blue).
 // Values arrive once as float16 bytes (units x chars); moving the unit slider recolours
 // in the browser without a round trip to Python. Only the lines in view (and a few more)
 // are in the DOM, and a scroll adds and removes only the lines that enter or leave, so a
@@ -29,7 +29,7 @@ function decodeHalf(view) {
   return out;
 }
 
-// the paper's map: -1 red, 0 white, +1 blue; 256 precomputed CSS colours
+// the paper's map: -1 red, 0 white, +1 blue (a gate: 0 red, 0.5 white, 1 blue); 256 precomputed CSS colours
 const PALETTE = Array.from({ length: 256 }, (_, i) => {
   const v = i / 127.5 - 1;
   const a = Math.min(1, Math.abs(v));

@@ -28,6 +28,7 @@ import numpy as np
 import traitlets
 
 from lab.checks import is_integer
+from lab.gates import value_range
 
 HERE = Path(__file__).resolve().parent
 SEND_ALL_UNITS_BELOW = 48 * 2**20  # bytes of float16 per layer; above, one unit at a time
@@ -43,8 +44,8 @@ class TextColourer(anywidget.AnyWidget):
         >>> w = TextColourer(tr, layer=1, unit=283)     # the quote cell
         >>> w
         TextColourer(29 chars, layer 1, unit 283, cell)
-        >>> w.what = "forget"; w.label                   # a trait change recolours the text
-        'forget · layer 1'
+        >>> w.what = "forget"; w.label, (w.vmin, w.vmax)  # a trait change recolours the text, a gate on 0..1
+        ('forget · layer 1', (0.0, 1.0))
     """
 
     _esm = HERE / "colourer.js"
@@ -78,7 +79,11 @@ class TextColourer(anywidget.AnyWidget):
     def __init__(self, trace, layer: int | None = None, unit: int = 0, what: str | None = None, **kw):
         self.trace = trace
         what = trace.memory if what is None else what   # tanh(c) for an LSTM, h for an RNN or GRU
-        _check_range(kw.get("vmin", -1.0), kw.get("vmax", 1.0))
+        # the scale follows what is shown (a gate on 0..1, white at 0.5) unless a range is given
+        auto_range = "vmin" not in kw and "vmax" not in kw
+        kw.setdefault("vmin", value_range(what)[0])
+        kw.setdefault("vmax", value_range(what)[1])
+        _check_range(kw["vmin"], kw["vmax"])
         if len(trace.vocab) > 255:
             raise ValueError("the colourer's hover sends character ids as bytes: at most 255 characters")
         layer = trace.n_layers - 1 if layer is None else layer
@@ -90,6 +95,7 @@ class TextColourer(anywidget.AnyWidget):
             topk_probs=np.round(np.nan_to_num(trace["topk.probs"].astype(np.float32)) * 255).astype(np.uint8).tobytes(),
             layer=layer, unit=unit, what=what, **kw)
         self.span_query = None
+        self._auto_range = auto_range
         self._send_values()
         self._send_stack()
         self.observe(self._on_layer, names=["layer", "what"])
@@ -163,6 +169,9 @@ class TextColourer(anywidget.AnyWidget):
 
     def _on_layer(self, change) -> None:
         self._check(self.layer, self.unit, self.what)
+        if self._auto_range:
+            with self.hold_trait_notifications():
+                self.vmin, self.vmax = value_range(self.what)
         self._send_values()
 
     def _on_unit(self, change) -> None:

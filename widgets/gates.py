@@ -54,6 +54,9 @@ __all__ = ["PANELS", "GateSaturation"]
 
 # the paper's panels, in its order: LSTM forget, input, output; GRU update, reset
 PANELS = ("forget", "input", "output", "update", "reset")
+# torch's GRU keeps h = update * h_prev + (1 - update) * candidate: its update is 1 - the paper's z,
+# so this panel is the paper's mirrored across x = y
+GATE_TITLES = {"update": "update gate (torch's: 1 - the paper's z)"}
 LAYER_COLOURS = Category10[10]
 COLUMNS = {"layer", "gate", "unit", "left", "right"}
 FORMATS = (".png", ".svg", ".html")
@@ -215,7 +218,8 @@ class GateSaturation(ipywidgets.VBox):
         hover = HoverTool(tooltips=[("unit", "layer @layer, unit @unit"),
                                     (f"left (< {self.left:g})", f"@{{{gate}_left}}{{0.000}}"),
                                     (f"right (> {self.right:g})", f"@{{{gate}_right}}{{0.000}}")])
-        fig = figure(name=f"gate-{gate}", title=f"{gate} gate", frame_width=self.panel_size,
+        title = GATE_TITLES.get(gate, f"{gate} gate")
+        fig = figure(name=f"gate-{gate}", title=title, frame_width=self.panel_size,
                      frame_height=self.panel_size, x_range=Range1d(-0.03, 1.03), y_range=Range1d(-0.03, 1.03),
                      tools=[hover, TapTool(), BoxSelectTool(), "pan", "wheel_zoom", "reset"],
                      active_drag="auto", x_axis_label=f"fraction right-saturated (> {self.right:g})",
@@ -331,7 +335,7 @@ class GateSaturation(ipywidgets.VBox):
             if len(picked):
                 ax.scatter(picked[f"{gate}_right"], picked[f"{gate}_left"], s=60, facecolors="none",
                            edgecolors="black", linewidths=1.2, label="chosen")
-            ax.set(xlim=(-0.03, 1.03), ylim=(-0.03, 1.03), title=f"{gate} gate", aspect="equal",
+            ax.set(xlim=(-0.03, 1.03), ylim=(-0.03, 1.03), title=GATE_TITLES.get(gate, f"{gate} gate"), aspect="equal",
                    xlabel=f"fraction right-saturated (> {self.right:g})")
             if k == 0:
                 ax.set_ylabel(f"fraction left-saturated (< {self.left:g})")

@@ -20,6 +20,7 @@ import ipywidgets
 import numpy as np
 import traitlets
 
+from lab.gates import value_range
 from lab.neurons import profile
 from widgets.html import colour_of, visible
 
@@ -167,9 +168,11 @@ class NeuronPage(ipywidgets.VBox):
                              f"{' tanh(c)' if p.what == 'cell' else ''} over {len(v):,} characters: "
                              f"mean {np.nanmean(v):+.2f}, sd {np.nanstd(v):.2f}")
 
+        lo, hi = value_range(p.what)   # a gate on 0..1 (white at 0.5), the rest on -1..1
+
         def examples(df):
-            return "".join(f'<div>{snippet_html(self.trace.text, v, r.position)} &nbsp; {r.value:+.3f}</div>'
-                           for r in df.itertuples())
+            return "".join(f'<div>{snippet_html(self.trace.text, v, r.position, vmin=lo, vmax=hi)} &nbsp; '
+                           f'{r.value:+.3f}</div>' for r in df.itertuples())
 
         quantiles = "".join(
             f'<div style="margin-top:4px"><i>bin {b}: {g.low.iloc[0]:+.2f} .. {g.high.iloc[0]:+.2f}</i></div>'
@@ -177,7 +180,7 @@ class NeuronPage(ipywidgets.VBox):
         sat = _table(p.saturation) if len(p.saturation) else "<i>no gates (an RNN)</i>"
         self._body.value = (
             '<div style="display:flex;gap:24px;flex-wrap:wrap;font-size:12px">'
-            f'<div><b>histogram</b><br>{histogram_svg(p.histogram)}<br><b>gate saturation</b> '
+            f'<div><b>histogram</b><br>{histogram_svg(p.histogram, vmin=lo, vmax=hi)}<br><b>gate saturation</b> '
             f'(&lt; 0.1 left, &gt; 0.9 right){sat}</div>'
             f'<div><b>hypotheses</b> (rank among {self.trace.width} units){_table(p.hypotheses)}</div></div>'
             f'<div style="font-size:12px"><b>most on</b>{examples(p.top)}<b>most off</b>{examples(p.bottom)}'
