@@ -14,6 +14,7 @@ between, run by torch's fused (cuDNN) kernels. Gate names follow the paper: LSTM
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -188,3 +189,21 @@ def detach_state(state):
     if isinstance(state, tuple):
         return tuple(s.detach() for s in state)
     return state.detach()
+
+
+@contextmanager
+def exact_float32():
+    """cuDNN without TF32 inside the block: on a GPU its default TF32 rounds a fused RNN's
+    products to 10 bits of mantissa, and then a trace, a prediction and a sample of one
+    model would disagree. Nothing changes on a CPU.
+
+    >>> with exact_float32():
+    ...     torch.backends.cudnn.allow_tf32
+    False
+    """
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved

@@ -19,6 +19,7 @@ import torch
 
 from lab.checks import is_integer, is_real
 from lab.corpus import encode_chars
+from lab.models import exact_float32
 
 SEED_RANGE = (-2**63, 2**64 - 1)   # what torch.Generator.manual_seed accepts
 
@@ -149,10 +150,11 @@ def sample(model, vocab, n: int, prime: str = "\n", temperature: float = 1.0, se
         gen.seed()  # a fresh generator starts from a fixed seed: without this every sample is the same
     model.eval()
     x = ids[None].to(device)
-    logits, state = model(x)
     out = []
-    for _ in range(n):
-        nxt = int(torch.multinomial(next_char_probs(logits[0, -1], temperature), 1, generator=gen))
-        out.append(vocab[nxt])
-        logits, state = model(torch.tensor([[nxt]], device=device), state)
+    with exact_float32():   # on a GPU, the same probabilities as a trace's
+        logits, state = model(x)
+        for _ in range(n):
+            nxt = int(torch.multinomial(next_char_probs(logits[0, -1], temperature), 1, generator=gen))
+            out.append(vocab[nxt])
+            logits, state = model(torch.tensor([[nxt]], device=device), state)
     return "".join(out)

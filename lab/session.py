@@ -23,6 +23,7 @@ from lab.checks import is_integer, is_real
 from lab.corpus import KNOWN, Corpus, CorpusError, encode_chars, load_corpus
 from lab.pretrained import available, load_model, resolve
 from lab.sample import check_count, check_integer, check_seed, check_temperature, next_char_probs
+from lab.models import exact_float32
 from lab.sample import sample as _sample
 from lab.trace import Trace, compute_trace
 from lab.train import pick_device
@@ -61,12 +62,13 @@ def _finite_number(value, name: str, what: str) -> float:
 class InterventionResult:
     """What changed when units were edited: per-character loss and a sample, before and after.
 
-    :meth:`Session.intervene` returns it; its repr gives the mean loss change.
+    :meth:`Session.intervene` returns it; its repr gives :attr:`mean_change`, the mean
+    loss change over the predictions the edit can reach (from ``from_step`` on).
 
     >>> from lab import Session
     >>> s = Session.load("war_and_peace_lstm", device="cpu")
     >>> s.intervene('He said, "Yes, I will come." Then he left.', [(1, 283)], value=3.0, sample_n=0)
-    InterventionResult(mean loss change +0.3442 nats/char over 42 chars)
+    InterventionResult(mean loss change +0.3442 nats/char over the 41 predictions from step 0)
     """
 
     text: str
@@ -74,6 +76,7 @@ class InterventionResult:
     loss_after: np.ndarray
     sample_before: str
     sample_after: str
+    from_step: int = 0
 
     @property
     def loss_change(self) -> np.ndarray:
@@ -93,9 +96,31 @@ class InterventionResult:
         """
         return self.loss_after - self.loss_before
 
+    @property
+    def reached(self) -> int:
+        """Predictions in the text the edit can change: those of characters from_step + 1 on."""
+        return max(0, len(self.text) - 1 - self.from_step)
+
+    @property
+    def mean_change(self) -> float:
+        """The mean loss change over the :attr:`reached` predictions (NaN when none is):
+        earlier ones cannot change, and averaging them in would dilute the effect.
+
+        >>> import numpy as np
+        >>> r = InterventionResult("abcd", np.array([1.0, 1, 1, np.nan]), np.array([1.0, 2, 3, np.nan]), "", "", 1)
+        >>> r.reached, r.mean_change
+        (2, 1.5)
+        """
+        if not self.reached:
+            return math.nan
+        return float(np.mean(self.loss_change[self.from_step:len(self.text) - 1]))
+
     def __repr__(self) -> str:
-        change = np.nanmean(self.loss_change)
-        return f"InterventionResult(mean loss change {change:+.4f} nats/char over {len(self.text)} chars)"
+        if not self.reached:
+            return (f"InterventionResult(the edit starts at step {self.from_step}, after the text's last prediction: "
+                    "compare sample_before and sample_after)")
+        return (f"InterventionResult(mean loss change {self.mean_change:+.4f} nats/char over the {self.reached} "
+                f"prediction{'s' if self.reached != 1 else ''} from step {self.from_step})")
 
 
 class Session:
@@ -114,6 +139,12 @@ class Session:
     """
 
     def __init__(self, model, meta: dict, device=None, corpus: Corpus | None = None, name: str = ""):
+        if not isinstance(meta, dict) or "vocab" not in meta:
+            raise TypeError("meta must be a dict with the model's 'vocab' (a checkpoint's metadata), got "
+                            f"{type(meta).__name__}")
+        if len(meta["vocab"]) != model.cfg.vocab_size:
+            raise ValueError(f"the vocabulary has {len(meta['vocab'])} characters but the model reads "
+                             f"{model.cfg.vocab_size}: give the vocabulary it was trained with (its checkpoint's)")
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.meta = meta
@@ -296,7 +327,8 @@ class Session:
         top_k = check_integer(top_k, "top_k")
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
-        logits, _ = self.model(self.encode(text)[None].to(self.device))
+        with exact_float32():   # on a GPU, the same probabilities as a trace's
+            logits, _ = self.model(self.encode(text)[None].to(self.device))
         probs = torch.softmax(logits[0, -1].float(), -1).cpu()
         top = probs.topk(min(top_k, len(self.vocab)))
         return [(self.vocab[i], float(p)) for p, i in zip(top.values, top.indices)]
@@ -315,7 +347,7 @@ class Session:
         return _sample(self.model, self.vocab, n, prime, temperature, seed)   # which checks every argument
 
     # -- interventions --------------------------------------------------------------------
-    def _editor(self, units, what: str, mode: str, value: float, from_step: int):
+    def _editor(self, units, what: str, mode: str, value: float | None, from_step: int):
         cfg = self.model.cfg
         if what not in ("cell", "hidden"):
             raise ValueError(f"what must be 'cell' or 'hidden', got {what!r}")
@@ -331,7 +363,6 @@ class Session:
                 if not is_integer(x):
                     raise TypeError(f"units must be (layer, unit) pairs of integers, e.g. [(1, 5)]: the {which} "
                                     f"in {tuple(pair)!r} is {type(x).__name__} {x!r}")
-        value = _finite_number(value, "value", "the clamp value or the scale factor")
         from_step = check_integer(from_step, "from_step")
         if from_step < 0:
             raise IndexError(f"from_step {from_step} is negative: steps count from 0, the text's first character")
@@ -342,6 +373,15 @@ class Session:
             if not 0 <= unit < cfg.width:
                 raise IndexError(f"unit {unit} does not exist: layers have units 0..{cfg.width - 1}")
             by_layer.setdefault(layer, []).append(unit)
+        if mode == "zero":
+            if value not in (None, 0):
+                raise ValueError(f"mode='zero' sets the units to 0 and takes no value (got {value!r}): "
+                                 "use mode='clamp' to hold them at a value")
+            value = 0.0
+        elif value is None:
+            raise TypeError(f"mode={mode!r} needs a value: " + ("the value to hold the units at, e.g. value=3.0"
+                            if mode == "clamp" else "the factor to multiply the units by, e.g. value=0.5"))
+        value = _finite_number(value, "value", "the clamp value or the scale factor")
 
         def edit(layer, t, kind, values):
             if t < from_step or kind != what or layer not in by_layer:
@@ -356,13 +396,14 @@ class Session:
         return edit
 
     def intervene(self, text: str, units: list[tuple[int, int]], *, what: str = "cell", mode: str = "clamp",
-                  value: float = 0.0, from_step: int = 0, sample_n: int = 200, seed: int | None = 0,
+                  value: float | None = None, from_step: int = 0, sample_n: int = 200, seed: int | None = 0,
                   temperature: float = 1.0) -> InterventionResult:
         """Clamp, zero or scale ``units`` ((layer, unit) pairs) from ``from_step`` on, and compare.
 
         Returns the per-character loss on ``text`` and a sample continuing ``text``,
         with and without the edit (same seed; ``seed=None`` draws a fresh one for both).
-        ``value`` is the clamp value or the scale factor (a finite number). Steps are the
+        ``value`` is the clamp value or the scale factor (a finite number; ``mode="zero"``
+        takes none). Steps are the
         text's characters, 0 to len(text) - 1, then the ``sample_n`` sampled ones: ``from_step``
         may start the edit anywhere in them. Clamping the quote cell (1, 283) of the
         shipped War and Peace model to -3, beyond its value inside quotes (about -1.6),
@@ -393,7 +434,7 @@ class Session:
         return InterventionResult(
             text, before["loss"], after["loss"],
             self._sample_with(ids, None, sample_n, seed, temperature),
-            self._sample_with(ids, edit, sample_n, seed, temperature))
+            self._sample_with(ids, edit, sample_n, seed, temperature), from_step)
 
     @torch.no_grad()
     def _sample_with(self, ids, edit, n, seed, temperature) -> str:

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab.checks import is_integer
+from lab.models import exact_float32
 from lab.reference import GATE_NAMES
 
 
@@ -464,12 +465,8 @@ def compute_trace(model, ids: torch.Tensor, **kw) -> Trace:
     >>> print(tr["loss"].round(2))      # -log p(next character); none after the last
     [1.14 0.95 1.23  nan]
     """
-    saved = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False  # TF32 would cost the float32 exactness traces promise
-    try:
+    with exact_float32():   # TF32 would cost the float32 exactness traces promise
         return _compute_trace(model, ids, **kw)
-    finally:
-        torch.backends.cudnn.allow_tf32 = saved
 
 
 def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=None, dtype=torch.float16,

@@ -333,8 +333,8 @@ def test_clamped_cell_holds_its_value_from_from_step():
             np.testing.assert_array_equal(tr[key][:k], plain[key][:k], err_msg=key)
     others = [u for u in range(16) if u != 5]
     assert not np.array_equal(tr["layers.1.cell"][k:, others], plain["layers.1.cell"][k:, others])
-    # zero: the same as clamping to 0, whatever value says
-    zero = compute_trace(s.model, ids, dtype=torch.float32, edit=s._editor([(1, 5)], "cell", "zero", 5.0, k))
+    # zero: the same as clamping to 0
+    zero = compute_trace(s.model, ids, dtype=torch.float32, edit=s._editor([(1, 5)], "cell", "zero", None, k))
     assert (zero["layers.1.cell"][k:, 5] == 0).all()
     # scale: each step's new cell is scaled
     half = compute_trace(s.model, ids, dtype=torch.float32, edit=s._editor([(1, 5)], "cell", "scale", 0.5, k))
@@ -351,6 +351,52 @@ def test_edit_from_a_step_after_the_text_changes_only_the_sample_from_there():
     # sample character j is drawn from the state at step n - 1 + j: the first six are untouched
     assert r.sample_after[:6] == r.sample_before[:6]
     assert r.sample_after != r.sample_before
+
+
+@pytest.mark.parametrize("what, mode, value", [("cell", "clamp", 0.9), ("hidden", "scale", -2.0),
+                                               ("cell", "zero", None)])
+def test_intervention_equals_a_per_step_reference_with_the_edit(what, mode, value):
+    # the edit written out by hand on lab.reference's LSTM step: from step k on, the edited
+    # state is what the next step and the prediction read
+    from lab.reference import lstm_step
+    s = random_session()
+    ids, k, units = s.encode(TEXT), 17, {1: [5, 9], 0: [3]}
+    m, cfg = s.model, s.model.cfg
+    x = torch.nn.functional.one_hot(ids, cfg.vocab_size).float()[None]
+    h = [torch.zeros(1, cfg.width) for _ in range(cfg.layers)]
+    c = [torch.zeros(1, cfg.width) for _ in range(cfg.layers)]
+    losses = []
+    with torch.no_grad():
+        for t in range(len(ids)):
+            inp = x[:, t]
+            for layer in range(cfg.layers):
+                w = [getattr(m.rnn, f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                h[layer], c[layer], gates = lstm_step(inp, h[layer], c[layer], *w)
+                if t >= k and layer in units:
+                    state = c if what == "cell" else h
+                    state[layer] = state[layer].clone()
+                    u = units[layer]
+                    state[layer][:, u] = (value if mode == "clamp" else
+                                          state[layer][:, u] * value if mode == "scale" else 0.0)
+                    if what == "cell":   # h is read from the edited cell
+                        h[layer] = gates["output"] * torch.tanh(c[layer])
+                inp = h[layer]
+            if t + 1 < len(ids):
+                losses.append(float(-torch.log_softmax(m.head(inp), -1)[0, ids[t + 1]]))
+    pairs = [(layer, u) for layer, us in units.items() for u in us]
+    r = s.intervene(TEXT, pairs, what=what, mode=mode, value=value, from_step=k, sample_n=0)
+    np.testing.assert_allclose(r.loss_after[:-1], losses, atol=1e-5)
+    assert abs(r.loss_change[k]) > 0 and (r.loss_change[:k] == 0).all()    # from step k exactly, not k + 1
+    assert r.reached == len(TEXT) - 1 - k
+    assert r.mean_change == pytest.approx(np.mean(r.loss_change[k:-1]))
+    assert f"over the {r.reached} predictions from step {k}" in repr(r)
+
+
+def test_an_edit_after_the_text_says_so_instead_of_a_mean():
+    s = random_session()
+    r = s.intervene(TEXT, [(1, 5)], value=0.9, from_step=len(TEXT) - 1, sample_n=10)
+    assert r.reached == 0 and np.isnan(r.mean_change)
+    assert "after the text's last prediction: compare sample_before and sample_after" in repr(r)
 
 
 def test_zero_is_scale_by_zero():
@@ -375,6 +421,10 @@ def test_models_without_a_cell(kind):
 
 def test_bad_interventions_are_clear_errors():
     s = random_session()   # 2 layers of 16
+    with pytest.raises(ValueError, match="the vocabulary has 3 characters but the model reads 5"):
+        Session(CharRNN(ModelConfig("lstm", 1, 8, 5)), {"vocab": "abc"}, device="cpu")
+    with pytest.raises(TypeError, match="meta must be a dict with the model's 'vocab'"):
+        Session(CharRNN(ModelConfig("lstm", 1, 8, 5)), "abcde", device="cpu")
     with pytest.raises(IndexError, match=r"layer 2 does not exist.*layers 0\.\.1"):
         s.intervene(TEXT, [(2, 0)])
     with pytest.raises(IndexError, match=r"layer -1 does not exist"):
@@ -437,9 +487,16 @@ def test_intervene_value_must_be_a_finite_number():
             with pytest.raises(ValueError, match=r"value must be a finite number \(the clamp value or the scale "
                                                  r"factor\), got (nan|inf|-inf)"):
                 s.intervene(TEXT, [(1, 5)], mode=mode, value=bad, sample_n=0)
-    for bad in ("1", None, [1.0]):
+    for bad in ("1", [1.0]):
         with pytest.raises(TypeError, match=rf"value must be a number .*got {type(bad).__name__}"):
             s.intervene(TEXT, [(1, 5)], value=bad, sample_n=0)
+    # clamp and scale need a value (a forgotten one is not silently 0, an ablation); zero takes none
+    with pytest.raises(TypeError, match=r"mode='clamp' needs a value: the value to hold the units at"):
+        s.intervene(TEXT, [(1, 5)], sample_n=0)
+    with pytest.raises(TypeError, match=r"mode='scale' needs a value: the factor to multiply the units by"):
+        s.intervene(TEXT, [(1, 5)], mode="scale", sample_n=0)
+    with pytest.raises(ValueError, match=r"mode='zero' sets the units to 0 and takes no value \(got 3.0\)"):
+        s.intervene(TEXT, [(1, 5)], mode="zero", value=3.0, sample_n=0)
     r = s.intervene(TEXT, [(1, 5)], value=np.float32(0.5), sample_n=0)    # numpy numbers are numbers
     assert np.isfinite(r.loss_after[:-1]).all()
 
@@ -465,10 +522,10 @@ def test_intervene_from_step_must_be_a_step_of_the_text_or_the_sample():
         s.intervene(TEXT, [(1, 5)], from_step=-3, sample_n=0)
     with pytest.raises(IndexError, match=rf"from_step {n} is past the last step: the steps are the text's {n} "
                                          rf"characters \(sample_n=0: no sample\), 0\.\.{n - 1}"):
-        s.intervene(TEXT, [(1, 5)], from_step=n, sample_n=0)
+        s.intervene(TEXT, [(1, 5)], value=0.9, from_step=n, sample_n=0)
     with pytest.raises(IndexError, match=rf"from_step {n + 10} is past the last step: .* then the 10 sampled "
                                          rf"ones, 0\.\.{n + 9}"):
-        s.intervene(TEXT, [(1, 5)], from_step=n + 10, sample_n=10)
+        s.intervene(TEXT, [(1, 5)], value=0.9, from_step=n + 10, sample_n=10)
     with pytest.raises(TypeError, match=r"from_step must be an integer, got float 1\.5"):
         s.intervene(TEXT, [(1, 5)], from_step=1.5, sample_n=0)
     with pytest.raises(TypeError, match=r"sample_n must be an integer, got float 2\.0"):
