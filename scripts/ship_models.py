@@ -22,6 +22,7 @@ from lab.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from lab.corpus import load_corpus  # noqa: E402
 from lab.grid import curve  # noqa: E402  (per-epoch curve from metrics.jsonl)
 from lab.pretrained import load_model  # noqa: E402
+from lab.table1 import LINE_ENDING  # noqa: E402
 from lab.train import evaluate  # noqa: E402
 
 # run name -> (corpus, commit the GPU run used, budget in seconds given to it)
@@ -81,7 +82,7 @@ def ship(run: Path, row: dict, model_name: str, rivals: list[dict]) -> None:
     meta["shipped"].update(val_loss=val, test_loss=test, scored_on="cpu", scoring_s=round(time.time() - t, 1))
     save_checkpoint(target, {k: v.half() for k, v in tensors.items()}, meta)
     paper, paper_cell = PAPER[row["corpus"]]
-    factor = 1.02 if row["corpus"] == "war_and_peace" else 1.0
+    factor = LINE_ENDING[row["corpus"]]   # the paper's CRLF text against our LF one
     lines = [
         f"# Model card: `{model_name}`", "",
         f"A {cfg['layers']}-layer LSTM, width {meta['model_config']['width']} (Table 1 row {cfg['row']}: about "
@@ -100,7 +101,7 @@ def ship(run: Path, row: dict, model_name: str, rivals: list[dict]) -> None:
         "(`results/shipped/dropout_selection.csv`) |",
         f"| validation loss | {val:.4f} nats/char (float16 weights, scored on CPU); {meta['val_loss']:.4f} in float32 on the GPU |",
         f"| test loss | {test:.4f} nats/char (float16 weights) |",
-        f"| paper, same cell ({paper_cell}) | {paper:.3f}" + (f" (x1.02 for our LF line ends: {paper * factor:.3f})" if factor != 1 else "")
+        f"| paper, same cell ({paper_cell}) | {paper:.3f}" + (f" (x{factor:.4f} for our LF line ends: {paper * factor:.3f})" if factor != 1 else "")
         + " |", "",
     ]
     if row["epochs_done"] < row["epochs_planned"]:
