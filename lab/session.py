@@ -98,7 +98,12 @@ class InterventionResult:
 
     @property
     def reached(self) -> int:
-        """Predictions in the text the edit can change: those of characters from_step + 1 on."""
+        """Predictions in the text the edit can change: those of characters from_step + 1 on.
+
+        >>> import numpy as np
+        >>> InterventionResult("abcd", np.zeros(4), np.zeros(4), "", "", from_step=3).reached   # none: after 'd'
+        0
+        """
         return max(0, len(self.text) - 1 - self.from_step)
 
     @property
