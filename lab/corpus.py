@@ -334,7 +334,9 @@ def load_corpus(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | N
     digest = sha256_text(text)
     if digest != known.sha256:
         raise CorpusError(f"{path} is not the expected {name} text (sha256 {digest[:12]}..., expected "
-                          f"{known.sha256[:12]}...): replace it, or load it as a plain file with Corpus.from_file")
+                          f"{known.sha256[:12]}...): replace it; or build it from your copy with lab.download.fetch_corpus("
+                          f"{name!r}, source=PATH) (which normalises line ends and strips the Gutenberg header, "
+                          "as the download does); or load it as a plain file with Corpus.from_file")
     corpus = Corpus.from_text(name, text, known.splits)
     object.__setattr__(corpus, "_sha256", digest)
     return corpus

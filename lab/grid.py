@@ -8,10 +8,10 @@ with the paper's protocol (:mod:`lab.train`). Smallest models first.
 :func:`run_grid` launches up to ``parallel`` ``python -m lab train`` processes at a
 time so that several models share one GPU, in ``OUT/runs/NAME``. It is resumable: a
 finished run (``summary.json`` with ``finished: true``) is skipped, an unfinished one
-(``last.safetensors``) is resumed exactly, before any new run is started. Under a wall
-budget it launches nothing that could not run ``min_seconds`` and gives every child a
-``--max-seconds`` that ends ``reserve_seconds`` before the budget, so children stop
-cleanly (whatever still runs at the budget's end is killed, and resumes from its last
+(``last.safetensors``) is resumed (exactly on a CPU, see lab.train), before any new run is
+started. Under a wall budget it launches nothing that could not run ``min_seconds`` and
+gives every child a ``--max-seconds`` that ends ``reserve_seconds`` before the budget, so
+children stop cleanly (whatever still runs at the budget's end is killed, and resumes from its last
 checkpoint next time). Each invocation appends a provenance record (command, commit,
 device, start and end, wall seconds, mean GPU utilisation from ``nvidia-smi``) to
 ``OUT/grid_log.jsonl``; each run folder's ``grid.json`` keeps its launches.

@@ -9,6 +9,12 @@ A run folder holds ``last.safetensors`` (weights, optimizer, RNG and carried sta
 everything ``resume`` needs), ``best.safetensors`` (weights of the best validation
 epoch), ``metrics.jsonl`` and, when finished, ``summary.json``.
 
+Resume is bit for bit on a CPU (tested, a SIGKILL included). On a GPU, cuDNN draws the
+dropout masks between layers from its own generator, which restoring the RNG state
+re-seeds: a resumed multi-layer run with dropout gets the same data, schedule and
+optimizer state but, very likely, other masks: the same run in distribution, not bit
+for bit (not yet measured on a GPU).
+
     >>> from lab.corpus import Corpus
     >>> import tempfile
     >>> corpus = Corpus.from_text("toy", "abcab\\n" * 400)
@@ -35,7 +41,7 @@ from lab.checkpoint import CheckpointError, check_corpus, code_commit, load_chec
 from lab.checks import is_integer, is_real
 from lab.corpus import KNOWN, Corpus, CorpusError, load_corpus
 from lab.files import atomic_write
-from lab.models import KINDS, ROWS, CharRNN, ModelConfig, count_parameters, detach_state, width_for
+from lab.models import KINDS, ROWS, CharRNN, ModelConfig, count_parameters, detach_state, exact_float32, width_for
 from lab.sample import SEED_RANGE
 
 # what a training run writes in its folder (train.log and grid.json are the grid runner's own)
@@ -206,8 +212,8 @@ def pick_device(device: str | None = None) -> torch.device:
 def batches_per_epoch(n_chars: int, batch: int, seq_len: int) -> int:
     """Training steps in one epoch: ``n_chars`` cut into ``batch`` streams, read ``seq_len`` at a time.
 
-    Each step's targets are its inputs shifted by one, so a stream's last character is
-    only ever a target.
+    Each step's targets are its inputs shifted by one; a stream's characters after the last
+    full step (up to ``seq_len`` of them) go unread that epoch.
 
     >>> batches_per_epoch(2_556_971, batch=100, seq_len=100)      # War and Peace's training split
     255
@@ -280,11 +286,12 @@ def char_losses(model, ids: torch.Tensor, streams: int = 100, burn_in: int = 200
     targets = src[(pos + 1).clamp(max=n).to(device)]
     losses = torch.zeros(n, device=device)
     state = None
-    for a in range(0, length, window):
-        logits, state = model(inputs[:, a:a + window], state)
-        nll = F.cross_entropy(logits.transpose(1, 2), targets[:, a:a + window], reduction="none")
-        mask = counted[:, a:a + window].to(device)
-        losses[pos[:, a:a + window].to(device)[mask]] = nll[mask].float()
+    with exact_float32():   # on a GPU, the losses a trace gives
+        for a in range(0, length, window):
+            logits, state = model(inputs[:, a:a + window], state)
+            nll = F.cross_entropy(logits.transpose(1, 2), targets[:, a:a + window], reduction="none")
+            mask = counted[:, a:a + window].to(device)
+            losses[pos[:, a:a + window].to(device)[mask]] = nll[mask].float()
     model.train(was_training)
     return losses.cpu()
 
@@ -373,6 +380,10 @@ class Trainer:
                        "it has no last.safetensors, so it cannot be resumed; choose a new folder "
                        "(nothing there is overwritten)"))
             self.corpus_file = _corpus_file(cfg.corpus) if corpus is None else None
+        if corpus is not None and not isinstance(corpus, Corpus):
+            raise TypeError(f"corpus must be a Corpus (lab.load_corpus(name or path) makes one), got "
+                            f"{type(corpus).__name__} {corpus!r}: or leave it out and name it in "
+                            "TrainConfig(corpus=...)")
         self.cfg = cfg
         self.corpus = corpus or load_corpus(cfg.corpus, data_dir)
         torch.manual_seed(cfg.seed)
@@ -391,6 +402,11 @@ class Trainer:
                              f"{cfg.batch} x sequence {cfg.seq_len}: lower them"
                              + (", or raise max_train_chars" if cfg.max_train_chars is not None else ""))
         self.val_ids = self.corpus.split_ids("val")
+        for split in ("val", "test"):
+            n = self.corpus.split_ids(split).numel()
+            if n < 2:   # a loss needs a character and the one after it
+                raise ValueError(f"the {split} split has {n} character(s): scoring needs at least 2; "
+                                 "use a longer text")
         self.epoch, self.step_in_epoch, self.step = 0, 0, 0
         self.best_val, self.history, self.elapsed = math.inf, [], 0.0
         self.state = None
@@ -614,7 +630,8 @@ class Trainer:
                               elapsed_s=self.elapsed, device=_device_name(self.device), commit=code_commit())
         meta["test_loss"] = test
         save_checkpoint(best, tensors, meta)
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        text = json.dumps(summary, indent=2) + "\n"
+        atomic_write(self.run_dir / "summary.json", lambda tmp: Path(tmp).write_text(text))
         return summary
 
 

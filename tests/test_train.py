@@ -359,6 +359,12 @@ def test_too_short_text_is_a_clear_error(tmp_path):
     corpus = Corpus.from_text("tiny", toy_text(500))
     with pytest.raises(ValueError, match=r"training text \(400 chars\) is too short for batch 4 x sequence 100"):
         Trainer(small_cfg(seq_len=100), tmp_path / "r", corpus=corpus, device="cpu", progress=False)
+    with pytest.raises(ValueError, match=r"the val split has 1 character\(s\): scoring needs at least 2"):
+        Trainer(small_cfg(batch=1, seq_len=5), tmp_path / "r", corpus=Corpus.from_text("t", "abcdefghij"),
+                device="cpu", progress=False)      # not a NaN validation loss reported as divergence
+    with pytest.raises(TypeError, match=r"corpus must be a Corpus \(lab.load_corpus\(name or path\) makes one\)"):
+        Trainer(small_cfg(), tmp_path / "r", corpus="/data/toy.txt", device="cpu", progress=False)
+    assert not (tmp_path / "r").exists()
 
 
 # -- configuration and the learning-rate schedule ------------------------------------------------
@@ -391,6 +397,55 @@ def test_the_optimizer_follows_the_schedule(tmp_path, monkeypatch):
     cfg = small_cfg(layers=1, width=8, epochs=4, lr=1e-2, lr_decay=0.5, decay_after=2, checkpoint_every=0)
     train(cfg, tmp_path / "r", corpus=toy_corpus(), device="cpu", progress=False)
     assert seen == {0: {1e-2}, 1: {1e-2}, 2: {5e-3}, 3: {2.5e-3}}
+
+
+def test_batches_read_each_stream_in_order_and_carry_the_state(tmp_path, monkeypatch):
+    # the paper's stateful truncated BPTT: batch k of an epoch is characters k*T..(k+1)*T of each
+    # of the B contiguous streams, its targets the next characters, and it starts from the state
+    # the previous batch ended in; each epoch starts from a zero state
+    calls = []
+    real = TRAIN.train_step
+
+    def step(model, optimizer, x, y, state, grad_clip):
+        loss, new = real(model, optimizer, x, y, state, grad_clip)
+        calls.append((x.clone(), y.clone(), state, new))
+        return loss, new
+    monkeypatch.setattr(TRAIN, "train_step", step)
+    corpus = toy_corpus()
+    cfg = small_cfg(layers=1, width=8, epochs=2, dropout=0.0, checkpoint_every=0)
+    train(cfg, tmp_path / "r", corpus=corpus, device="cpu", progress=False)
+    T, B = cfg.seq_len, cfg.batch
+    data = TRAIN.stream_view(corpus.split_ids("train"), B)
+    per_epoch = TRAIN.batches_per_epoch(corpus.split_ids("train").numel(), B, T)
+    assert len(calls) == 2 * per_epoch == 2 * 60                  # 4 streams of 601: 60 steps of 10
+    for i, (x, y, state, _) in enumerate(calls):
+        k = i % per_epoch
+        assert torch.equal(x, data[:, k * T:(k + 1) * T]) and torch.equal(y, data[:, k * T + 1:(k + 1) * T + 1])
+        if k == 0:
+            assert state is None                                   # a new epoch starts from zeros
+        else:
+            prev = calls[i - 1][3]
+            assert all(torch.equal(a, b) for a, b in zip(state, prev))   # the last batch's final state
+            assert not any(t.requires_grad for t in state)           # carried, not backpropagated into
+
+
+def test_gradients_are_clipped_element_wise():
+    # char-rnn clamps each gradient element at +-5; a norm clip would scale all of them down
+    model = CharRNN(ModelConfig("rnn", 1, 4, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    x = torch.tensor([[0, 1, 2, 0]])
+    with torch.no_grad():
+        model.head.weight.mul_(1000)                              # huge logits: huge gradients
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    logits, _ = model(x)
+    F.cross_entropy(logits.reshape(-1, 3), torch.tensor([1, 2, 0, 1])).backward()
+    raw = {n: p.grad.clone() for n, p in model.named_parameters()}
+    opt.zero_grad()
+    TRAIN.train_step(model, opt, x, torch.tensor([[1, 2, 0, 1]]), None, grad_clip=5.0)
+    for n, p in model.named_parameters():
+        step = before[n] - p.detach()                              # SGD with lr 1: the clipped gradient
+        assert torch.allclose(step, raw[n].clamp(-5, 5), atol=1e-4), n
+    assert any((raw[n].abs() > 5).any() and (raw[n].abs() < 5).any() for n in raw)   # some clipped, some not
 
 
 def test_train_config_from_dict_names_unknown_keys():
