@@ -21,9 +21,9 @@ import torch
 from lab.checkpoint import check_corpus
 from lab.checks import is_integer, is_real
 from lab.corpus import KNOWN, Corpus, CorpusError, encode_chars, load_corpus
+from lab.models import exact_float32
 from lab.pretrained import available, load_model, resolve
 from lab.sample import check_count, check_integer, check_seed, check_temperature, next_char_probs
-from lab.models import exact_float32
 from lab.sample import sample as _sample
 from lab.trace import Trace, compute_trace
 from lab.train import pick_device
