@@ -91,6 +91,27 @@ def closing_braces(text: str, p_a, p_b, open_: str = "{", close: str = "}") -> p
                          "p_a": np.asarray(p_a)[idx - 1], "p_b": np.asarray(p_b)[idx - 1]})
 
 
+def binned_braces(text: str, p_a, p_b, edges) -> pd.DataFrame:
+    """:func:`closing_braces` with a ``bin`` column: the distance's bin [edges[k], edges[k + 1]).
+
+    Every brace must fall in a bin (edges from 0 past the longest distance), so that none
+    is silently left out.
+
+    >>> binned_braces("{a}", [0.5, 0.9], [0.5, 0.2], edges=(0, 5, 10)).bin.astype(str).tolist()
+    ['[0, 5)']
+    """
+    edges = list(edges)
+    if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"edges must be at least two increasing distances, got {edges}")
+    df = closing_braces(text, p_a, p_b)
+    outside = df.distance[(df.distance < edges[0]) | (df.distance >= edges[-1])]
+    if len(outside):
+        raise ValueError(f"{len(outside)} closing brace(s) lie outside the bins {edges[0]}..{edges[-1]} (distances up "
+                         f"to {int(df.distance.max())}): end the edges past the longest, e.g. with 10**9")
+    df["bin"] = pd.cut(df.distance, edges, right=False)
+    return df
+
+
 def closing_brace_bins(text: str, p_a, p_b, edges=(0, 5, 10, 20, 40, 60, 80, 100, 150, 200, 400, 10**9)) -> pd.DataFrame:
     """:func:`closing_braces` binned by distance: count, mean probabilities and a - b per bin.
 
@@ -100,8 +121,7 @@ def closing_brace_bins(text: str, p_a, p_b, edges=(0, 5, 10, 20, 40, 60, 80, 100
     0   [0, 5)      1  0.9  0.7        0.2
     1  [5, 10)      1  0.8  0.2        0.6
     """
-    df = closing_braces(text, p_a, p_b)
-    df["bin"] = pd.cut(df.distance, list(edges), right=False)
+    df = binned_braces(text, p_a, p_b, edges)
     g = df.groupby("bin", observed=True).agg(count=("p_a", "size"), p_a=("p_a", "mean"), p_b=("p_b", "mean"))
     g["advantage"] = g.p_a - g.p_b
     return g.reset_index()

@@ -82,6 +82,25 @@ def load_blocks(path: str | Path | None = None) -> pd.DataFrame:
     return pd.read_csv(path, index_col="name")
 
 
+def elapsed_minutes(sessions) -> float:
+    """Wall minutes covered by ``sessions`` (dicts with ISO ``start`` and ``end``), overlaps
+    counted once: two runners side by side for an hour are one hour of the machine.
+
+    >>> elapsed_minutes([{"start": "2026-01-01T10:00", "end": "2026-01-01T11:00"},
+    ...                  {"start": "2026-01-01T10:30", "end": "2026-01-01T11:15"},   # overlaps the first
+    ...                  {"start": "2026-01-01T12:00", "end": "2026-01-01T12:10"}])
+    85.0
+    """
+    spans = sorted((pd.Timestamp(x["start"]), pd.Timestamp(x["end"])) for x in sessions)
+    total, covered_to = pd.Timedelta(0), None
+    for start, end in spans:
+        start = start if covered_to is None else max(start, covered_to)   # skip what is counted already
+        if end > start:
+            total += end - start
+        covered_to = end if covered_to is None else max(covered_to, end)
+    return total.total_seconds() / 60
+
+
 def paper_table(corpus: str, adjusted: bool = True) -> pd.DataFrame:
     """The paper's Table 1 for ``corpus`` (recalled, DESIGN.md), times :data:`LINE_ENDING` unless ``adjusted=False``.
 

@@ -45,6 +45,10 @@ def test_bins_show_an_advantage_that_grows():
     bins = lr.closing_brace_bins(text, p_a, p_b, edges=(0, 10, 50, 1000))
     assert bins["count"].tolist() == [2, 2, 2]
     assert bins.advantage.round(6).tolist() == [0.0, 0.7, 0.7]
+    with pytest.raises(ValueError, match="lie outside the bins 0..50"):
+        lr.closing_brace_bins(text, p_a, p_b, edges=(0, 10, 50))   # the 90s would be dropped
+    with pytest.raises(ValueError, match="increasing"):
+        lr.closing_brace_bins(text, p_a, p_b, edges=(0, 50, 10))
 
 
 def test_lengths_are_checked():

@@ -170,6 +170,48 @@ def test_compare_bars_select_underlines_the_category():
         bars.select("q")
 
 
+def test_compare_bars_taps_replace_rescroll_and_clear():
+    from bokeh.models import TapTool
+
+    from widgets.longrange import character_bars
+    text = "ab;cd;ef;"
+    p = np.full(len(text) - 1, 0.5)
+    bars = character_bars(text, p, p)
+    assert bars.figure.select_one({"type": TapTool}).mode == "replace"   # a second tap keeps the bar
+    bars.select(";")
+    bars.colourer.scroll_to = 0                        # the user scrolled away ...
+    bars.select(";")                                   # ... and chooses the same bar again: back to it
+    assert bars.colourer.scroll_to == 2
+    bars._on_indices("indices", [0], [])               # a tap in empty space: nothing underlined
+    assert bars.selected == "" and bars.examples.tolist() == []
+    assert np.frombuffer(bars.colourer.matches, dtype=np.int32).size == 0
+
+
+def test_compare_bars_colour_each_series_on_its_own_range():
+    from widgets.longrange import character_bars
+    text = "abab"
+    bars = character_bars(text, [0.6, 0.9, 0.6], [0.5, 0.5, 0.5])
+    w = bars.colourer
+    assert w.series == ["LSTM - 20-gram", "LSTM", "20-gram"] and (w.vmin, w.vmax) == (-1.0, 1.0)
+    w.unit = 1                                         # a probability: 0 red (a miss), 1 blue
+    assert (w.vmin, w.vmax, w.label) == (0.0, 1.0, "LSTM")
+    w.unit = 0
+    assert (w.vmin, w.vmax) == (-1.0, 1.0)
+
+
+def test_bars_with_nothing_to_draw_and_braces_outside_the_bins_are_named():
+    from widgets.longrange import brace_bars, character_bars
+    text = "{" + "x" * 8 + "}"
+    p = np.full(len(text) - 1, 0.5)
+    with pytest.raises(ValueError, match="nothing to draw"):
+        character_bars(text, p, p, min_count=100)
+    with pytest.raises(ValueError, match="nothing to draw"):
+        brace_bars("no braces here", np.full(13, 0.5), np.full(13, 0.5))
+    with pytest.raises(ValueError, match=r"1 closing brace\(s\) lie outside the bins 0..5 \(distances up to 9\)"):
+        brace_bars(text, p, p, edges=(0, 5))             # not silently dropped
+    assert brace_bars(text, p, p, edges=(0, 5, 10**9)).table.label.tolist() == ["\u2265 5"]
+
+
 def test_an_rnn_or_gru_trace_shows_its_hidden_state_by_default():
     """They have no cell state: the colourer and the neuron page show their memory, h."""
     for kind in ("gru", "rnn"):

@@ -85,6 +85,16 @@ def test_vurn_grid_names_a_grid_folder_anywhere(tmp_path, monkeypatch):
 def test_bad_points_and_html_export(tmp_path):
     with pytest.raises(ValueError, match=r"missing \['x', 'y'\].*table1_map.py"):
         ModelMap(points().drop(columns=["x", "y"]))
+    with pytest.raises(ValueError, match=r"1 to 3 layers.*got layers \['4'\]"):
+        ModelMap(points().assign(layers=4))
+    with pytest.raises(ValueError, match=r"kinds rnn, lstm, gru.*got kinds \['LSTM'\]"):
+        ModelMap(points().assign(kind="LSTM"))
+    from bokeh.models import TapTool
+    assert ModelMap(points(), checkpoints=[]).figure.select_one({"type": TapTool}).mode == "replace"
+    m = ModelMap(points(), checkpoints=[])
+    m.source.selected.indices = [2]
+    m.source.selected.indices = [0, 2]                  # a shift-tap adds point 0: that one opens
+    assert m.selected == "toy-lstm1-64"
     page = ModelMap(points(), checkpoints=[]).to_html(tmp_path / "map.html")
     assert page.startswith("<!DOCTYPE html>") and "cdn.bokeh.org" not in page
     assert (tmp_path / "map.html").read_text(encoding="utf-8") == page

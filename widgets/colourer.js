@@ -65,7 +65,6 @@ function render({ model, el }) {
   bar.className = "vurn-bar";
   const mkSlider = (label, name) => {
     const wrap = document.createElement("label");
-    wrap.textContent = label + " ";
     const input = document.createElement("input");
     input.type = "range";
     input.className = `vurn-${name}`;
@@ -73,12 +72,14 @@ function render({ model, el }) {
     input.min = 0;
     const out = document.createElement("span");
     out.className = `vurn-${name}-value`;
-    wrap.append(input, out);
+    const caption = document.createElement("span");
+    caption.textContent = label + " ";
+    wrap.append(caption, input, out);
     bar.append(wrap);
-    return [input, out];
+    return [input, out, wrap, caption];
   };
-  const [layerInput, layerOut] = mkSlider("layer", "layer");
-  const [unitInput, unitOut] = mkSlider("unit", "unit");
+  const [layerInput, layerOut, layerWrap] = mkSlider("layer", "layer");
+  const [unitInput, unitOut, , unitName] = mkSlider("unit", "unit");
   const title = document.createElement("span");
   title.className = "vurn-title";
   bar.append(title);
@@ -216,6 +217,8 @@ function render({ model, el }) {
   }
 
   function syncControls() {
+    layerWrap.hidden = model.get("n_layers") <= 1;   // one layer (or a set of series): nothing to choose
+    unitName.textContent = model.get("series").length ? "series " : "unit ";
     layerInput.max = model.get("n_layers") - 1;
     layerInput.value = model.get("layer");
     layerOut.textContent = model.get("layer");
@@ -288,6 +291,7 @@ function render({ model, el }) {
     "change:unit": () => { syncControls(); paintLines(); },
     "change:layer": syncControls,
     "change:label": syncControls,
+    "change:series": syncControls,
     "change:values": () => { loadValues(); paintLines(); },
     "change:loaded_unit": paintLines,
     "change:vmin": paintLines,

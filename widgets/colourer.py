@@ -104,20 +104,36 @@ class TextColourer(anywidget.AnyWidget):
         self.observe(self._on_selection, names=["selection"])
 
     @classmethod
-    def from_arrays(cls, text: str, series: dict, vmin: float = -1.0, vmax: float = 1.0, **kw) -> "TextColourer":
+    def from_arrays(cls, text: str, series: dict, vmin: float = -1.0, vmax: float = 1.0, ranges: dict | None = None,
+                    **kw) -> "TextColourer":
         """Colour ``text`` by any per-character numbers: ``series`` maps a name to (T,) values.
 
-        The unit slider picks the series; hovering a character shows every series' value.
+        The slider picks the series; hovering a character shows every series' value. Each
+        series is coloured on ``vmin``..``vmax``, or on its own (low, high) in ``ranges``.
 
-            >>> w = TextColourer.from_arrays("ab", {"LSTM": [0.9, 0.2], "20-gram": [0.5, 0.4]}, 0, 1)
-            >>> w.series, [round(float(v), 2) for v in w.unit_values()]
-            (['LSTM', '20-gram'], [0.9, 0.2])
+            >>> w = TextColourer.from_arrays("ab", {"LSTM": [0.9, 0.2], "LSTM - 5-gram": [0.4, -0.2]}, -1, 1,
+            ...                              ranges={"LSTM": (0, 1)})
+            >>> w.series, [round(float(v), 2) for v in w.unit_values()], (w.vmin, w.vmax)
+            (['LSTM', 'LSTM - 5-gram'], [0.9, 0.2], (0.0, 1.0))
+            >>> w.unit = 1; w.label, (w.vmin, w.vmax)
+            ('LSTM - 5-gram', (-1.0, 1.0))
         """
-        w = cls(ArrayTrace(text, series), layer=0, unit=0, what="hidden", vmin=vmin, vmax=vmax, **kw)
+        ranges = {name: ranges.get(name, (vmin, vmax)) for name in series} if ranges else {}
+        for name, pair in ranges.items():
+            _check_range(*pair)
+        first = ranges.get(next(iter(series), None), (vmin, vmax))
+        w = cls(ArrayTrace(text, series), layer=0, unit=0, what="hidden", vmin=first[0], vmax=first[1], **kw)
         w.series = list(series)
         w.find_units = False            # series are not units: a selection has nothing to look for
         w.label = w.series[0]
-        w.observe(lambda change: w.set_trait("label", w.series[change["new"]]), names=["unit"])
+
+        def on_series(change):
+            name = w.series[change["new"]]
+            with w.hold_trait_notifications():
+                w.label = name
+                if ranges:
+                    w.vmin, w.vmax = ranges[name]
+        w.observe(on_series, names=["unit"])
         return w
 
     def __repr__(self) -> str:

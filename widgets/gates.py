@@ -221,7 +221,7 @@ class GateSaturation(ipywidgets.VBox):
         title = GATE_TITLES.get(gate, f"{gate} gate")
         fig = figure(name=f"gate-{gate}", title=title, frame_width=self.panel_size,
                      frame_height=self.panel_size, x_range=Range1d(-0.03, 1.03), y_range=Range1d(-0.03, 1.03),
-                     tools=[hover, TapTool(), BoxSelectTool(), "pan", "wheel_zoom", "reset"],
+                     tools=[hover, TapTool(mode="replace"), BoxSelectTool(), "pan", "wheel_zoom", "reset"],
                      active_drag="auto", x_axis_label=f"fraction right-saturated (> {self.right:g})",
                      y_axis_label=f"fraction left-saturated (< {self.left:g})" if gate == self.gates[0] else "")
         fig.line([0, 1], [1, 0], line_color="#bbbbbb", line_dash="dotted")  # left + right <= 1

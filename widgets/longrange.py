@@ -19,11 +19,11 @@ import ipywidgets
 import numpy as np
 import pandas as pd
 import traitlets
-from bokeh.models import ColumnDataSource, HoverTool
+from bokeh.models import ColumnDataSource, HoverTool, TapTool
 from bokeh.plotting import figure
 from jupyter_bokeh import BokehModel
 
-from lab.longrange import by_character, closing_braces
+from lab.longrange import binned_braces, by_character
 from widgets.colourer import TextColourer
 from widgets.html import visible
 
@@ -56,15 +56,23 @@ class CompareBars(ipywidgets.VBox):
         missing = {"label", "count", "p_a", "p_b", "difference"} - set(table.columns)
         if missing:
             raise ValueError(f"the table lacks columns {sorted(missing)}")
+        if not len(table):
+            raise ValueError("there is nothing to draw: the table has no bars (too high a min_count, or a text "
+                             "without what the bars count?)")
         self.table, self.positions, self.names = table.reset_index(drop=True), positions, names
         self.examples = np.array([], dtype=np.int64)
         a, b = _aligned(p_a), _aligned(p_b)
+        diff = f"{names[0]} - {names[1]}"
+        # the difference on -1..1 (white: a tie); each model's probability on 0..1 (red: a miss, blue: a hit)
         self.colourer = TextColourer.from_arrays(
-            text, {f"{names[0]} - {names[1]}": a - b, names[0]: a, names[1]: b}, vmin=-1, vmax=1, height=height)
+            text, {diff: a - b, names[0]: a, names[1]: b}, vmin=-1, vmax=1, height=height,
+            ranges={diff: (-1.0, 1.0), names[0]: (0.0, 1.0), names[1]: (0.0, 1.0)})
         shown = [visible(x) for x in self.table.label]
         self.source = ColumnDataSource({"x": shown, "label": list(self.table.label), "count": self.table["count"],
                                         "a": self.table.p_a, "b": self.table.p_b, "d": self.table.difference})
-        fig = figure(x_range=shown, height=260, width=900, title=title, tools="tap,reset", name=name,
+        # replace: a tap chooses that bar, a second tap keeps it (Bokeh's default, toggle, would drop it)
+        fig = figure(x_range=shown, height=260, width=900, title=title, tools=[TapTool(mode="replace"), "reset"],
+                     name=name,
                      toolbar_location="right", y_axis_label=f"mean P(correct): {names[0]} - {names[1]}",
                      x_axis_label=x_label)
         fig.vbar(x="x", top="d", width=0.8, source=self.source, color="#4a72b0",
@@ -92,13 +100,18 @@ class CompareBars(ipywidgets.VBox):
         if not len(rows):
             raise KeyError(f"no bar {label!r}; bars: {', '.join(map(repr, self.table.label[:20]))}...")
         self.source.selected.indices = [int(rows[0])]
-        self.selected = label     # also when the indices were already these
+        if self.selected == label:
+            self._show()          # chosen again: scroll to its first example again
+        self.selected = label
 
     def _on_indices(self, attr, old, new) -> None:
-        if new:
-            self.selected = str(self.table.label[new[0]])
+        # a tap in empty space clears the selection in the browser: clear the underlines too
+        self.selected = str(self.table.label[new[0]]) if new else ""
 
     def _on_selected(self, change) -> None:
+        self._show()
+
+    def _show(self) -> None:
         self.examples = np.asarray(self.positions.get(self.selected, []), dtype=np.int64)
         pairs = np.stack([self.examples, self.examples + 1], 1).astype(np.int32)
         self.colourer.matches = pairs.tobytes()
@@ -134,13 +147,15 @@ def brace_bars(text: str, p_a, p_b, names=("LSTM", "20-gram"),
         >>> bars.table[["label", "count", "difference"]].round(2).values.tolist()
         [['[0, 5)', 1, 0.0], ['[5, 100)', 1, 0.4]]
     """
-    df = closing_braces(text, p_a, p_b)
-    df["bin"] = pd.cut(df.distance, list(edges), right=False)
+    df = binned_braces(text, p_a, p_b, edges)
     g = df.groupby("bin", observed=True)
-    table = pd.DataFrame({"label": [str(b) for b in g.groups], "count": g.size().to_numpy(),
+
+    def label(b):   # the open-ended last bin reads "≥ 400", not "[400, 1000000000)"
+        return f"\u2265 {b.left:g}" if b.right >= 10**9 else str(b)
+    table = pd.DataFrame({"label": [label(b) for b in g.groups], "count": g.size().to_numpy(),
                           "p_a": g.p_a.mean().to_numpy(), "p_b": g.p_b.mean().to_numpy()})
     table["difference"] = table.p_a - table.p_b
-    positions = {str(b): rows.position.to_numpy() for b, rows in g}
+    positions = {label(b): rows.position.to_numpy() for b, rows in g}
     kw.setdefault("name", "bars-braces")
     return CompareBars(text, p_a, p_b, table, positions, names, x_label="distance to the matching {",
                        title=f"Closing braces: {names[0]} against {names[1]}, by distance to the {{", **kw)

@@ -87,6 +87,11 @@ class ModelMap(ipywidgets.VBox):
         if missing:
             raise ValueError(f"the map needs columns {sorted(REQUIRED)}; missing {sorted(missing)} "
                              "(make it with scripts/table1_map.py)")
+        kinds, depths = set(points.kind) - set(KIND_COLOURS), {str(v) for v in points.layers} - set(DEPTH_MARKERS)
+        if kinds or depths:
+            raise ValueError(f"the map draws kinds {', '.join(KIND_COLOURS)} of 1 to 3 layers (the paper's grid); "
+                             f"got {'kinds ' + str(sorted(kinds)) if kinds else ''}"
+                             f"{' and ' if kinds and depths else ''}{'layers ' + str(sorted(depths)) if depths else ''}")
         self.points = points.reset_index(drop=True)
         self.folders = [Path(p) for p in (default_checkpoints() if checkpoints is None else checkpoints)]
         self.device, self.session = device, None
@@ -145,8 +150,10 @@ class ModelMap(ipywidgets.VBox):
         self.source.selected.indices = [int(self.points.index[self.points.name == name][0])]
 
     def _on_indices(self, attr, old, new) -> None:
-        # a tap in empty space clears the selection in the browser: clear it here too
-        self.selected = str(self.points.name[min(new)]) if new else None
+        # a tap in empty space clears the selection in the browser: clear it here too; a
+        # shift-tap adds a point to it: open the one just added
+        added = sorted(set(new) - set(old)) or sorted(new)
+        self.selected = str(self.points.name[added[0]]) if new else None
 
     def _on_selected(self, change) -> None:
         name = change["new"]
@@ -195,7 +202,8 @@ class ModelMap(ipywidgets.VBox):
                     marker=factor_mark("depth", [DEPTH_MARKERS[d] for d in depths], depths),
                     legend_group="kind_name", selection_line_width=3, nonselection_fill_alpha=0.35)
         fig.add_tools(HoverTool(tooltips=[("model", "@name"), ("", "@label"), ("test loss", "@loss nats/char"),
-                                          ("training", "@state")]), TapTool())
+                                          ("training", "@state")]),
+                      TapTool(mode="replace"))   # a second tap keeps the model open (toggle would close it)
         fig.legend.title = "kind (size = row,\nmarker = depth)"
         fig.add_layout(fig.legend[0], "right")  # beside the plot: a legend inside would hide points
         fig.xaxis.axis_label, fig.yaxis.axis_label = "t-SNE 1", "t-SNE 2"
