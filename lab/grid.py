@@ -51,12 +51,14 @@ import sys
 import tarfile
 import threading
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab.files import atomic_write
 from lab.models import KINDS, ROWS, ModelConfig, count_parameters, width_for
 
 if TYPE_CHECKING:
@@ -269,7 +271,15 @@ def _carry_bytes(run_dir: Path, run: GridRun | None) -> int:
 def _sessions(out_dir: Path) -> list[dict]:
     """The grid's session records (``grid_log.jsonl``), oldest first."""
     log = Path(out_dir) / "grid_log.jsonl"
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    lines = log.read_text().splitlines() if log.exists() else []
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:   # only the last line may be half-written (a runner appending now)
+                raise ValueError(f"{log} line {i + 1} is not JSON: the grid log is damaged") from None
+    return records
 
 
 def _planned_runs(out_dir: Path) -> dict[str, dict]:
@@ -285,7 +295,6 @@ def _read_json(path: Path, default=None):
 
 
 def _write_json(path: Path, obj) -> None:
-    from lab.files import atomic_write
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
 
 
@@ -442,6 +451,34 @@ class _Child:
     log: Any = None
     killed: bool = False
     start_step: int = 0
+    lock: Any = None
+    commit: str = ""
+
+
+LOCK = ".lock"   # held (flock) by the runner that trains a run, for the child's whole life
+
+
+def _lock_run(run_dir: Path):
+    """An exclusive lock on ``run_dir`` (an open file; closing it releases), or None when
+    another runner holds it: two runners side by side on one grid never train one run twice.
+
+        >>> import tempfile; from pathlib import Path
+        >>> d = Path(tempfile.mkdtemp())
+        >>> mine = _lock_run(d); print(_lock_run(d)); mine.close(); _lock_run(d) is not None
+        None
+        True
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock, as before
+        return open(os.devnull)
+    f = open(run_dir / LOCK, "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
 
 
 def _last_logged_step(run_dir: Path) -> int:
@@ -519,16 +556,25 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
         raise ValueError(f"budget_seconds must be positive, got {budget_seconds}")
     from lab.train import discard_unresumable, pick_device
     device = str(pick_device(device))
+    corpora = [str(Path(c).resolve()) if c not in CORPORA and Path(c).exists() else c for c in corpora]
+    data_dir = None if data_dir is None else Path(data_dir).resolve()
     runs = grid_runs(corpora, kinds, layers, rows, epochs=epochs, dropout=dropout, train_options=train_options,
                      data_dir=data_dir)
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()   # the children run in ROOT: every path they get is absolute
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     states = {r.name: run_state(out_dir / "runs" / r.name) for r in runs}
+    shorter = [f"{r.name} (planned {planned})" for r in runs if states[r.name] == "resumable"
+               and (planned := ((read_meta(out_dir / "runs" / r.name / "last.safetensors") or {})
+                                .get("train_config") or {}).get("epochs", epochs)) > epochs]
+    if shorter:
+        raise ValueError(f"--epochs {epochs} is fewer than these unfinished runs were started with: "
+                         f"{', '.join(shorter)}; resuming would end them early and count them finished. "
+                         "Use their epochs (the grid's: 50)")
     clashes = [m for r in runs if states[r.name] != "new" and (m := _mismatch(r, out_dir / "runs" / r.name))]
     if clashes:
         raise ValueError(f"{out_dir} holds runs with other options ({'; '.join(clashes)}): use the same "
                          "options (dropout, train options) or another folder")
-    report = {"finished": [], "stopped": [], "failed": [], "killed": [], "not_started": [],
+    report = {"finished": [], "stopped": [], "failed": [], "killed": [], "not_started": [], "skipped_locked": [],
               "skipped_finished": [n for n, s in states.items() if s == "finished"],
               "skipped_failed": [n for n, s in states.items() if s == "failed" and not retry_failed]}
     for r in runs:  # finished earlier, but with fewer epochs than asked now: extend if it can
@@ -579,6 +625,7 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
     def finish(child: _Child) -> None:
         end = time.time()
         child.log.close()
+        child.lock.close()
         run_dir = out_dir / "runs" / child.run.name
         rc = child.proc.returncode
         outcome = ("finished" if run_state(run_dir) == "finished" else "killed" if child.killed
@@ -590,6 +637,7 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                                  "wall_s": round(end - child.started, 1), "rc": rc, "outcome": outcome,
                                  "resumed": child.resumed, "max_seconds": child.max_seconds,
                                  "device": record["device"], "threads": threads, "steps": steps,
+                                 "code_commit": child.commit,
                                  "steps_per_s": round(steps / max(1e-9, end - child.started), 2),
                                  "gpu_util_mean": sampler.mean(child.started, end) if sampling else None})
         info["wall_s"] = round(sum(x["wall_s"] or 0 for x in info["launches"]), 1)   # an adopted one may have none
@@ -630,10 +678,16 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                     break
                 run = todo.pop(pick)
                 run_dir = out_dir / "runs" / run.name
+                run_dir.mkdir(parents=True, exist_ok=True)
+                lock = _lock_run(run_dir)
+                if lock is None:   # another runner on this folder trains it now
+                    report["skipped_locked"].append(run.name)
+                    log(f"grid: {run.name} is being trained by another runner: skipped")
+                    continue
                 if run_state(run_dir) == "finished":   # since this call began (adopted, another runner): keep it
+                    lock.close()
                     report["skipped_finished"].append(run.name)
                     continue
-                run_dir.mkdir(parents=True, exist_ok=True)
                 resume = (run_dir / "last.safetensors").is_file()
                 start_step = (read_meta(run_dir / "last.safetensors") or {}).get("step", 0) if resume else 0
                 if not resume:  # a killed first epoch left no checkpoint: start clean
@@ -644,8 +698,11 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                 logf = open(run_dir / "train.log", "a")
                 logf.write(f"# {_now()} {' '.join(map(shlex.quote, argv))}\n")
                 logf.flush()
-                proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
-                active.append(_Child(run, proc, time.time(), seconds, resume, logf, start_step=start_step))
+                commit = _commit()   # the code this child loads now (the tree may have changed since the call began)
+                proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=dict(env, VURN_COMMIT=commit),
+                                        cwd=str(ROOT))
+                active.append(_Child(run, proc, time.time(), seconds, resume, logf, start_step=start_step,
+                                     lock=lock, commit=commit))
                 log(f"grid: {'resume' if resume else 'start'} {run.name}"
                     + (f" for at most {seconds:.0f} s" if seconds is not None else ""))
             if not active and todo:  # nothing can start: out of budget or too many failures
@@ -814,7 +871,10 @@ def _row(run_dir: Path, planned: dict | None, device, data_dir, corpora, rescore
         # every device the run trained on, in order (a run started on a GPU may be finished on a CPU)
         "device": " + ".join(dict.fromkeys(x["device"] for x in grid.get("launches", []) if x.get("device")))
         or summary.get("device", last.get("device")), "scored_on": (score or {}).get("scored_on"),
-        "code_commit": summary.get("code_commit", last.get("code_commit")),
+        # every commit the run was trained with, in launch order (the checkpoints hold only the last)
+        "code_commit": " + ".join(dict.fromkeys(x["code_commit"] for x in grid.get("launches", [])
+                                                if x.get("code_commit")))
+        or summary.get("code_commit", last.get("code_commit")),
     }
     return row
 
@@ -872,15 +932,17 @@ def collect(out_dir, results_dir="results", *, device=None, data_dir=None, resco
         for p in folders:
             if (p / "metrics.jsonl").exists() and (points := curve(p)):
                 pd.DataFrame(points).to_csv(results / "curves" / f"{p.name}.csv", index=False)
+        from lab.table1 import elapsed_minutes  # lab.table1 imports this module
         cuda = [s for s in sessions if s.get("gpu_util_samples")]
         weight = sum(s["wall_s"] for s in cuda)
         _write_json(results / "table1_provenance.json", {
             "collected_at": _now(), "collect_command": command or " ".join(map(shlex.quote, sys.argv)),
             "collect_commit": _commit(), "grid_dir": str(out_dir),
             "runs": len(df), "finished": int(df["finished"].sum()), "status": df["status"].value_counts().to_dict(),
-            "training_commits": sorted({str(c) for c in df["code_commit"].dropna()}),
+            "training_commits": sorted({c for cs in df["code_commit"].dropna() for c in str(cs).split(" + ")}),
             "devices": sorted({s.get("device", "?") for s in sessions} | {str(d) for d in df["device"].dropna()}),
-            "total_wall_seconds": round(sum(s.get("wall_s", 0) for s in sessions), 1),
+            "total_wall_seconds": round(sum(s.get("wall_s", 0) for s in sessions), 1),   # summed over runners
+            "elapsed_wall_seconds": round(60 * elapsed_minutes([s for s in sessions if s.get("end")]), 1),
             "total_device_seconds": round(sum(s.get("wall_s", 0) for s in sessions
                                               if not str(s.get("device", "cpu")).startswith("cpu")), 1),
             "mean_gpu_utilisation": round(sum(s["gpu_util_mean"] * s["wall_s"] for s in cuda) / weight, 1)
@@ -944,7 +1006,10 @@ def launch_rates(out_dir) -> pd.DataFrame:
             if launch.get("adopted") or not steps or not launch.get("wall_s") or not launch.get("start"):
                 continue
             at = launch["start"]
-            session = next((x for x in sessions if x.get("start", "") <= at <= x.get("end", "~")), {})
+            # the session that launched it: running then, and with this run in its selection (runners
+            # side by side on one folder overlap in time)
+            session = next((x for x in sessions if x.get("start", "") <= at <= x.get("end", "~")
+                            and run.name in {r.get("name") for r in x.get("runs", [])}), {})
             name = run.name.rsplit("-", 2)
             rows.append({"run": run.name, "corpus": name[0], "model": name[1], "row": int(name[2]),
                          "device": launch.get("device"), "parallel": session.get("parallel"),
@@ -1086,14 +1151,46 @@ def _member_run(name: str) -> str | None:
     return parts[1] if len(parts) >= 3 and parts[0] == "runs" else None
 
 
+def _archived_step(tar: tarfile.TarFile, member: tarfile.TarInfo) -> int:
+    """The training step of a ``last.safetensors`` inside an archive, from its header alone."""
+    f = tar.extractfile(member)
+    try:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        return int(json.loads(header.get("__metadata__", {}).get("vurn", "{}")).get("step", 0))
+    except (ValueError, TypeError):   # damaged: the local copy wins
+        return -1
+
+
+def _merge_log(path: Path, before: list[str]) -> None:
+    """``grid_log.jsonl`` as the union of its lines before and after an archive was unpacked,
+    in order of their sessions' start: a session recorded on either side is kept."""
+    after = path.read_text().splitlines() if path.is_file() else []
+    lines = list(dict.fromkeys(line for line in before + after if line.strip()))
+
+    def start(line):
+        try:
+            return json.loads(line).get("start") or ""
+        except json.JSONDecodeError:
+            return ""
+    if lines != after:
+        atomic_write(path, lambda tmp: Path(tmp).write_text("".join(x + "\n" for x in sorted(lines, key=start))))
+
+
 def restore(out_dir, sources: Sequence) -> dict:
     """Unpack :func:`pack`'s archives into ``out_dir``, in the order given (later wins), except
-    that a run finished in ``out_dir`` is not overwritten by an archive where it is unfinished
-    (``kept_local`` names those).
+    that a run is never rolled back (``kept_local`` names the runs kept as they are here):
 
-    ``sources``: folders holding ``*.tgz.part-*`` files (state before done within a
-    folder) or single part files. Writes ``out_dir/restored.json`` (runs finished
-    now), which :func:`pack` uses to send back only what is new.
+    * a run finished here is not overwritten by an archive where it is unfinished;
+    * an unfinished run is not overwritten by an archive whose ``last.safetensors`` is at
+      an earlier step;
+    * a run finished in an archive but not here replaces the local folder whole, so that
+      no older best or last checkpoint of it stays behind to be scored.
+
+    ``grid_log.jsonl`` keeps the sessions recorded on either side. ``sources``: folders
+    holding ``*.tgz.part-*`` files (state before done within a folder) or single part
+    files. Writes ``out_dir/restored.json`` (the runs finished in the archives: what the
+    other side has), which :func:`pack` uses to send back only what is new.
 
         >>> import tempfile; from pathlib import Path
         >>> g = Path(tempfile.mkdtemp()) / "grid"
@@ -1119,29 +1216,50 @@ def restore(out_dir, sources: Sequence) -> dict:
             raise ValueError(f"{src} is neither a folder of *.tgz.part-* archives nor one of their parts")
     if not groups:
         raise ValueError(f"no *.tgz.part-* archives in {', '.join(map(str, sources))}")
-    kept_local = set()
+    kept_local, archived_finished = set(), set()
     for parts in groups:
-        data = b"".join(p.read_bytes() for p in parts)
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        try:
+            data = b"".join(p.read_bytes() for p in parts)
+            tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
             members = tar.getmembers()
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+            raise ValueError(f"{parts[0].parent}: the archive {parts[0].name.split('.part-')[0]} in "
+                             f"{len(parts)} part(s) cannot be read ({e}): a part is missing or damaged") from None
+        with tar:
             for m in members:
                 if m.name.startswith("/") or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()):
                     raise ValueError(f"{parts[0]} holds an unsafe member {m.name!r}: not unpacked")
-            # a run finished here (on this machine, or adopted) is not overwritten by an archive
-            # in which it is unfinished: a session that started before it finished trained it too
             run_of = {m.name: _member_run(m.name) for m in members}
             finished_there = {run_of[m.name] for m in members if run_of[m.name] and m.name.endswith("/summary.json")
                               and json.loads(tar.extractfile(m).read() or b"{}").get("finished")}
-            skip = {p.name for p in _run_folders(out_dir) if run_state(p) == "finished"} - finished_there
+            archived_finished |= finished_there
+            local = {p.name: p for p in _run_folders(out_dir)}
+            done_here = {n for n, p in local.items() if run_state(p) == "finished"}
+            # a run finished here (on this machine, or adopted) is not overwritten by an archive
+            # in which it is unfinished: a session that started before it finished trained it too
+            skip = done_here - finished_there
+            for m in members:   # nor an unfinished run by an archive at an earlier step
+                name = run_of[m.name]
+                if (name and name not in finished_there and name in local and name not in done_here
+                        and m.name.endswith("/last.safetensors")
+                        and _archived_step(tar, m) < (read_meta(local[name] / "last.safetensors") or {}).get("step", 0)):
+                    skip.add(name)
+            for name in finished_there - done_here:   # finished there only: no stale checkpoint of it stays
+                if name in local:
+                    shutil.rmtree(local[name])
             mine = [m for m in members if run_of[m.name] not in skip]
             kept_local |= {run_of[m.name] for m in members} & skip
+            log_before = (out_dir / "grid_log.jsonl").read_text().splitlines() if (out_dir / "grid_log.jsonl").is_file() else []
             if hasattr(tarfile, "data_filter"):
                 tar.extractall(out_dir, members=mine, filter="data")
             else:  # pragma: no cover - Python before 3.11.4
                 tar.extractall(out_dir, members=mine)
+            _merge_log(out_dir / "grid_log.jsonl", log_before)
     runs = _run_folders(out_dir)
     finished = [r.name for r in runs if run_state(r) == "finished"]
-    _write_json(out_dir / "restored.json", {"at": _now(), "sources": [str(s) for s in sources], "finished": finished})
+    # what the other side has finished: a run finished here since is sent back by the next pack
+    _write_json(out_dir / "restored.json", {"at": _now(), "sources": [str(s) for s in sources],
+                                            "finished": sorted(archived_finished & set(finished))})
     return {"archives": [str(g[0]).rsplit(".part-", 1)[0] for g in groups], "runs": len(runs), "finished": finished,
             "unfinished": [r.name for r in runs if r.name not in finished], "kept_local": sorted(kept_local)}
 

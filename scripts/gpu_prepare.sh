@@ -13,8 +13,13 @@ GRID=${1:-runs/grid}
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 : "${VURN_DATA:?set VURN_DATA to the folder holding war_and_peace.txt and linux_kernel.txt}"
 mkdir -p .gpu/data
-git rev-parse HEAD > .gpu/commit
-[ -z "$(git status --porcelain --untracked-files=no)" ] || echo "gpu_prepare: uncommitted changes travel too, but .gpu/commit names HEAD"
+# the same rule as lab.checkpoint.code_commit: edits to tracked files, or new code files, make it +dirty
+if [ -z "$(git status --porcelain --untracked-files=no)" ] && [ -z "$(git ls-files --others --exclude-standard -- lab widgets scripts bench)" ]; then
+  git rev-parse HEAD > .gpu/commit
+else
+  echo "$(git rev-parse HEAD)+dirty" > .gpu/commit
+  echo "gpu_prepare: uncommitted changes travel too: .gpu/commit says $(cat .gpu/commit)"
+fi
 for name in war_and_peace linux_kernel; do
   [ -s ".gpu/data/$name.txt.xz" ] || xz -9 -c "$VURN_DATA/$name.txt" > ".gpu/data/$name.txt.xz"
   rm -f ".gpu/data/$name.txt"

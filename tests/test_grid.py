@@ -30,6 +30,7 @@ from lab.grid import (
     collect,
     grid_runs,
     pack,
+    read_meta,
     restore,
     run_grid,
     run_state,
@@ -292,6 +293,17 @@ def test_collect_names_every_device_a_run_trained_on(done, tmp_path):
     assert df.loc["toy-gru1-64", "device"] == cpu
 
 
+def test_each_launch_records_its_commit_and_collect_lists_them_all(done, tmp_path, monkeypatch):
+    corpus = done["corpus"]
+    monkeypatch.setenv("VURN_COMMIT", "aaaaaaa")
+    tiny_grid(tmp_path / "g", corpus, ("lstm",), epochs=3, child_seconds=0.01)     # stopped under one commit
+    monkeypatch.setenv("VURN_COMMIT", "bbbbbbb")
+    tiny_grid(tmp_path / "g", corpus, ("lstm",), epochs=3)                         # finished under another
+    launches = json.loads((tmp_path / "g" / "runs" / "toy-lstm1-64" / "grid.json").read_text())["launches"]
+    assert [x["code_commit"] for x in launches] == ["aaaaaaa", "bbbbbbb"]
+    assert collect(tmp_path / "g", None).loc[0, "code_commit"] == "aaaaaaa + bbbbbbb"
+
+
 def test_collect_scores_an_unfinished_run_from_its_best_so_far(done, tmp_path):
     first = tiny_grid(tmp_path / "out", done["corpus"], ("lstm",), epochs=3, child_seconds=0.01)
     run = tmp_path / "out" / "runs" / "toy-lstm1-64"
@@ -527,6 +539,80 @@ def test_restore_keeps_a_run_finished_here_over_an_archive_where_it_is_unfinishe
     assert fresh["kept_local"] == [] and fresh["unfinished"] == ["toy-lstm1-64"]
 
 
+def test_restore_never_rolls_an_unfinished_run_back_and_keeps_both_sides_sessions(done, tmp_path):
+    corpus = done["corpus"]
+    tiny_grid(tmp_path / "a", corpus, ("lstm",), child_seconds=0.01)     # a session that stopped it early
+    shutil.copytree(tmp_path / "a", tmp_path / "early")
+    pack(tmp_path / "early", tmp_path / "trip")                          # the state sent to a session then
+    tiny_grid(tmp_path / "a", corpus, ("lstm",), child_seconds=0.01)     # meanwhile it went on here
+    run = tmp_path / "a" / "runs" / "toy-lstm1-64"
+    step = read_meta(run / "last.safetensors")["step"]
+    assert step > read_meta(tmp_path / "early" / "runs" / "toy-lstm1-64" / "last.safetensors")["step"]
+    log_here = (tmp_path / "a" / "grid_log.jsonl").read_text().splitlines()
+    restored = restore(tmp_path / "a", [tmp_path / "trip"])
+    assert restored["kept_local"] == ["toy-lstm1-64"] and read_meta(run / "last.safetensors")["step"] == step
+    assert (tmp_path / "a" / "grid_log.jsonl").read_text().splitlines() == log_here   # no session lost
+
+
+def test_a_run_finished_in_an_archive_replaces_the_local_one_whole(done, tmp_path):
+    """No best-so-far checkpoint of an earlier session stays beside a summary that says finished."""
+    corpus = done["corpus"]
+    tiny_grid(tmp_path / "local", corpus, ("lstm",), child_seconds=0.01)
+    run = tmp_path / "local" / "runs" / "toy-lstm1-64"
+    shutil.copy(done["out"] / "runs" / "toy-rnn1-64" / "best.safetensors", run / "best.safetensors")  # stale
+    collect(done["out"], None)                                           # its score travels in score.json
+    pack(done["out"], tmp_path / "trip", state_only=True)                # finished there, no weights sent
+    restored = restore(tmp_path / "local", [tmp_path / "trip"])
+    assert "toy-lstm1-64" in restored["finished"] and not (run / "best.safetensors").exists()
+    assert not (run / "last.safetensors").exists()
+    there = collect(done["out"], None).set_index("name").loc["toy-lstm1-64"]
+    here = collect(tmp_path / "local", None).set_index("name").loc["toy-lstm1-64"]
+    assert here.status == "finished" and here.test_loss == there.test_loss
+    # restored.json names what the archive had finished: the other side has it
+    assert json.loads((tmp_path / "local" / "restored.json").read_text())["finished"] == sorted(restored["finished"])
+
+
+def test_restore_of_an_archive_with_a_part_missing_is_a_clear_error(done, tmp_path):
+    pack(done["out"], tmp_path / "trip", part_bytes=4096, max_parts=100)
+    parts = sorted((tmp_path / "trip").glob("grid-done.tgz.part-*"))
+    assert len(parts) > 1
+    parts[-1].unlink()
+    with pytest.raises(ValueError, match=r"grid-done.tgz in \d+ part\(s\) cannot be read .*a part is missing or damaged"):
+        restore(tmp_path / "local", [tmp_path / "trip"])
+
+
+def test_a_run_another_runner_trains_is_skipped_not_trained_twice(tmp_path):
+    corpus = toy_file(tmp_path)
+    run = tmp_path / "grid" / "runs" / "toy-lstm1-64"
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"step": 1, "epoch": 0, "loss": 2.0}\n')   # the other child's first steps
+    held = lab.grid._lock_run(run)                                      # as the other runner holds it
+    said = []
+    report = tiny_grid(tmp_path / "grid", corpus, ("lstm", "gru"), log=said.append)
+    assert report["skipped_locked"] == ["toy-lstm1-64"] and report["finished"] == ["toy-gru1-64"]
+    assert "grid: toy-lstm1-64 is being trained by another runner: skipped" in said
+    assert (run / "metrics.jsonl").read_text().count("\n") == 1       # not discarded as a killed first epoch
+    held.close()
+    assert tiny_grid(tmp_path / "grid", corpus, ("lstm",))["finished"] == ["toy-lstm1-64"]
+
+
+def test_fewer_epochs_than_an_unfinished_run_was_started_with_is_refused(tmp_path):
+    corpus = toy_file(tmp_path)
+    tiny_grid(tmp_path / "g", corpus, ("lstm",), epochs=3, child_seconds=0.01)    # stopped, planned 3
+    with pytest.raises(ValueError, match=r"--epochs 1 is fewer than these unfinished runs were started with: "
+                                         r"toy-lstm1-64 \(planned 3\)"):
+        tiny_grid(tmp_path / "g", corpus, ("lstm",), epochs=1)
+
+
+def test_a_relative_grid_folder_is_the_callers(tmp_path, monkeypatch):
+    corpus = toy_file(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    report = tiny_grid("rel/grid", "toy.txt", ("lstm",))                  # relative to here, not to the repository
+    assert report["finished"] == ["toy-lstm1-64"]
+    assert (tmp_path / "rel" / "grid" / "runs" / "toy-lstm1-64" / "summary.json").is_file()
+    assert Path(corpus).is_file()
+
+
 # -- what a session may leave unfinished -----------------------------------------------------------
 
 def test_the_carry_budget_bounds_the_unfinished_runs(tmp_path):
@@ -565,3 +651,19 @@ def test_launch_rates_count_each_launchs_steps_also_from_an_older_record(done, t
     again = lab.grid.launch_rates(old).set_index("run")
     assert again.steps.to_dict() == rates.steps.to_dict()  # the same steps, read from train.log
     assert main(["grid", "rates", str(old)]) == 0
+
+
+
+def test_launch_rates_credit_each_launch_to_the_runner_that_made_it(done, tmp_path):
+    """Two runners side by side on one folder overlap in time: a launch belongs to the one whose
+    selection holds its run."""
+    side = tmp_path / "side"
+    shutil.copytree(done["out"], side)
+    log = side / "grid_log.jsonl"
+    first = json.loads(log.read_text().splitlines()[-1])
+    other = dict(first, parallel=7, runs=[r for r in first["runs"] if r["name"] == "toy-gru1-64"],
+                 start=first["start"])                              # an overlapping runner of its own
+    mine = dict(first, runs=[r for r in first["runs"] if r["name"] != "toy-gru1-64"])
+    log.write_text(json.dumps(other) + "\n" + json.dumps(mine) + "\n")
+    rates = lab.grid.launch_rates(side).set_index("run")
+    assert rates.loc["toy-gru1-64", "parallel"] == 7 and rates.loc["toy-lstm1-64", "parallel"] == 2
