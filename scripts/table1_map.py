@@ -57,6 +57,9 @@ def main(argv=None):
         names.append(path.parent.name)
         probs.append(correct_char_probs(path, device=device, corpus=corpus))  # checked against the corpus
         print(f"{names[-1]}: mean p(correct) {probs[-1].mean():.4f}", flush=True)
+    if len(names) < 3:
+        sys.exit(f"{len(names)} {args.corpus} models to place (finished and collected"
+                 f"{'' if args.unfinished else '; --unfinished adds those still training'}): t-SNE needs 3 or more")
     xy = tsne_map(np.stack(probs), seed=args.seed)
     out = table.loc[names, ["kind", "layers", "row", "status", "test_loss"]].copy()
     out["mean_p_correct"] = [float(v.mean()) for v in probs]
