@@ -660,7 +660,7 @@ def test_launch_rates_credit_each_launch_to_the_runner_that_made_it(done, tmp_pa
     side = tmp_path / "side"
     shutil.copytree(done["out"], side)
     log = side / "grid_log.jsonl"
-    first = json.loads(log.read_text().splitlines()[-1])
+    first = json.loads(log.read_text().splitlines()[0])                # the session that trained them
     other = dict(first, parallel=7, runs=[r for r in first["runs"] if r["name"] == "toy-gru1-64"],
                  start=first["start"])                              # an overlapping runner of its own
     mine = dict(first, runs=[r for r in first["runs"] if r["name"] != "toy-gru1-64"])
