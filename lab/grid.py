@@ -318,6 +318,14 @@ def run_state(run_dir: Path) -> str:
     return "resumable" if (run_dir / "last.safetensors").is_file() else "new"
 
 
+def _same_file(a, b) -> bool:
+    """Whether two corpus paths name one file (a relative and an absolute name of it)."""
+    try:
+        return a not in CORPORA and b not in CORPORA and Path(a).resolve() == Path(b).resolve()
+    except (TypeError, OSError):
+        return False
+
+
 def _mismatch(run: GridRun, run_dir: Path) -> str | None:
     """How an existing run folder's options differ from the grid's, or None."""
     from lab.train import TrainConfig
@@ -325,7 +333,8 @@ def _mismatch(run: GridRun, run_dir: Path) -> str | None:
     meta = read_meta(run_dir / "last.safetensors")
     if meta:
         have = meta["train_config"]
-        diff = [k for k in want if k != "epochs" and have.get(k) != want[k]]
+        diff = [k for k in want if k != "epochs" and have.get(k) != want[k]
+                and not (k == "corpus" and _same_file(have.get(k), want[k]))]
     else:  # a finished run carried without last.safetensors: its summary says enough
         have = _read_json(run_dir / "summary.json", {})
         want = {"dropout": run.dropout, "width": run.width}
@@ -625,7 +634,6 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
     def finish(child: _Child) -> None:
         end = time.time()
         child.log.close()
-        child.lock.close()
         run_dir = out_dir / "runs" / child.run.name
         rc = child.proc.returncode
         outcome = ("finished" if run_state(run_dir) == "finished" else "killed" if child.killed
@@ -647,6 +655,7 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
         report[outcome].append(child.run.name)
         log(f"grid: {child.run.name} {outcome} after {end - child.started:.0f} s (rc {rc}), "
             f"{steps} steps, {steps / max(1e-9, end - child.started):.1f}/s")
+        child.lock.close()   # last: its record is written before another runner may take the run
 
     # SIGTERM (a job killed from outside; background shells ignore SIGINT) stops the
     # children and writes this session's record, as Ctrl-C does
@@ -684,9 +693,10 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                     report["skipped_locked"].append(run.name)
                     log(f"grid: {run.name} is being trained by another runner: skipped")
                     continue
-                if run_state(run_dir) == "finished":   # since this call began (adopted, another runner): keep it
-                    lock.close()
-                    report["skipped_finished"].append(run.name)
+                now_state = run_state(run_dir)
+                if now_state == "finished" or (now_state == "failed" and not retry_failed):
+                    lock.close()   # since this call began (adopted, another runner): keep it
+                    report["skipped_finished" if now_state == "finished" else "skipped_failed"].append(run.name)
                     continue
                 resume = (run_dir / "last.safetensors").is_file()
                 start_step = (read_meta(run_dir / "last.safetensors") or {}).get("step", 0) if resume else 0
@@ -699,8 +709,9 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                 logf.write(f"# {_now()} {' '.join(map(shlex.quote, argv))}\n")
                 logf.flush()
                 commit = _commit()   # the code this child loads now (the tree may have changed since the call began)
+                # the child inherits the lock: it stays held while the child lives, even if this runner dies
                 proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=dict(env, VURN_COMMIT=commit),
-                                        cwd=str(ROOT))
+                                        cwd=str(ROOT), pass_fds=(lock.fileno(),))
                 active.append(_Child(run, proc, time.time(), seconds, resume, logf, start_step=start_step,
                                      lock=lock, commit=commit))
                 log(f"grid: {'resume' if resume else 'start'} {run.name}"
@@ -834,6 +845,19 @@ COLUMNS = ["name", "corpus", "kind", "layers", "row", "width", "params", "dropou
            "paper_test_loss", "wall_s", "train_s", "gpu_util_mean", "device", "scored_on", "code_commit"]
 
 
+def _launch_commits(grid: dict) -> str | None:
+    """Every commit a run's launches trained with, in order ("unknown" for a launch recorded before
+    launches named theirs), or None when no launch names one (the checkpoint's commit then).
+
+        >>> _launch_commits({"launches": [{"wall_s": 5}, {"code_commit": "b1"}, {"code_commit": "b1"}]})
+        'unknown + b1'
+    """
+    launches = [x for x in grid.get("launches", []) if not x.get("adopted")]
+    if not any(x.get("code_commit") for x in launches):
+        return None
+    return " + ".join(dict.fromkeys(x.get("code_commit") or "unknown" for x in launches))
+
+
 def _row(run_dir: Path, planned: dict | None, device, data_dir, corpora, rescore) -> dict:
     summary = _read_json(run_dir / "summary.json", {})
     last = read_meta(run_dir / "last.safetensors") or {}
@@ -872,9 +896,7 @@ def _row(run_dir: Path, planned: dict | None, device, data_dir, corpora, rescore
         "device": " + ".join(dict.fromkeys(x["device"] for x in grid.get("launches", []) if x.get("device")))
         or summary.get("device", last.get("device")), "scored_on": (score or {}).get("scored_on"),
         # every commit the run was trained with, in launch order (the checkpoints hold only the last)
-        "code_commit": " + ".join(dict.fromkeys(x["code_commit"] for x in grid.get("launches", [])
-                                                if x.get("code_commit")))
-        or summary.get("code_commit", last.get("code_commit")),
+        "code_commit": _launch_commits(grid) or summary.get("code_commit", last.get("code_commit")),
     }
     return row
 
@@ -1238,15 +1260,25 @@ def restore(out_dir, sources: Sequence) -> dict:
             # a run finished here (on this machine, or adopted) is not overwritten by an archive
             # in which it is unfinished: a session that started before it finished trained it too
             skip = done_here - finished_there
-            for m in members:   # nor an unfinished run by an archive at an earlier step
-                name = run_of[m.name]
-                if (name and name not in finished_there and name in local and name not in done_here
-                        and m.name.endswith("/last.safetensors")
-                        and _archived_step(tar, m) < (read_meta(local[name] / "last.safetensors") or {}).get("step", 0)):
+            # nor an unfinished run by an archive at an earlier step (no checkpoint there: step -1)
+            archived_step = {run_of[m.name]: _archived_step(tar, m) for m in members
+                             if run_of[m.name] and m.name.endswith("/last.safetensors")}
+            for name in {run_of[m.name] for m in members if run_of[m.name]} - finished_there - done_here:
+                here = read_meta(local[name] / "last.safetensors") if name in local else None
+                if here is not None and archived_step.get(name, -1) < here.get("step", 0):
                     skip.add(name)
-            for name in finished_there - done_here:   # finished there only: no stale checkpoint of it stays
+            held = []   # nor a run a runner trains here now
+            for name in {run_of[m.name] for m in members if run_of[m.name]} & set(local):
+                lock = _lock_run(local[name])
+                if lock is None:
+                    skip.add(name)
+                else:
+                    held.append(lock)
+            for name in finished_there - done_here - skip:   # finished there only: no stale checkpoint of it stays
                 if name in local:
-                    shutil.rmtree(local[name])
+                    for f in local[name].iterdir():
+                        if f.name != LOCK:
+                            shutil.rmtree(f) if f.is_dir() else f.unlink()
             mine = [m for m in members if run_of[m.name] not in skip]
             kept_local |= {run_of[m.name] for m in members} & skip
             log_before = (out_dir / "grid_log.jsonl").read_text().splitlines() if (out_dir / "grid_log.jsonl").is_file() else []
@@ -1255,6 +1287,8 @@ def restore(out_dir, sources: Sequence) -> dict:
             else:  # pragma: no cover - Python before 3.11.4
                 tar.extractall(out_dir, members=mine)
             _merge_log(out_dir / "grid_log.jsonl", log_before)
+            for lock in held:
+                lock.close()
     runs = _run_folders(out_dir)
     finished = [r.name for r in runs if run_state(r) == "finished"]
     # what the other side has finished: a run finished here since is sent back by the next pack

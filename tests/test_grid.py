@@ -11,6 +11,8 @@ import json
 import os
 import random
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -302,6 +304,11 @@ def test_each_launch_records_its_commit_and_collect_lists_them_all(done, tmp_pat
     launches = json.loads((tmp_path / "g" / "runs" / "toy-lstm1-64" / "grid.json").read_text())["launches"]
     assert [x["code_commit"] for x in launches] == ["aaaaaaa", "bbbbbbb"]
     assert collect(tmp_path / "g", None).loc[0, "code_commit"] == "aaaaaaa + bbbbbbb"
+    grid = tmp_path / "g" / "runs" / "toy-lstm1-64" / "grid.json"
+    info = json.loads(grid.read_text())
+    del info["launches"][0]["code_commit"]                              # a launch from before launches said
+    grid.write_text(json.dumps(info))
+    assert collect(tmp_path / "g", None).loc[0, "code_commit"] == "unknown + bbbbbbb"   # not silently dropped
 
 
 def test_collect_scores_an_unfinished_run_from_its_best_so_far(done, tmp_path):
@@ -568,8 +575,52 @@ def test_a_run_finished_in_an_archive_replaces_the_local_one_whole(done, tmp_pat
     there = collect(done["out"], None).set_index("name").loc["toy-lstm1-64"]
     here = collect(tmp_path / "local", None).set_index("name").loc["toy-lstm1-64"]
     assert here.status == "finished" and here.test_loss == there.test_loss
-    # restored.json names what the archive had finished: the other side has it
-    assert json.loads((tmp_path / "local" / "restored.json").read_text())["finished"] == sorted(restored["finished"])
+    # restored.json names what the archive had finished (the other side has it), not a run finished
+    # only here, which the next pack sends
+    shutil.copytree(done["out"] / "runs" / "toy-lstm1-64", tmp_path / "solo" / "runs" / "toy-lstm1-64")
+    pack(tmp_path / "solo", tmp_path / "only", state_only=True)          # toy-lstm1-64 finished, alone
+    shutil.copytree(done["out"] / "runs" / "toy-gru1-64", tmp_path / "mine" / "runs" / "toy-gru1-64")
+    restore(tmp_path / "mine", [tmp_path / "only"])
+    assert json.loads((tmp_path / "mine" / "restored.json").read_text())["finished"] == ["toy-lstm1-64"]
+    assert pack(tmp_path / "mine", tmp_path / "back")["finished_now"] == ["toy-gru1-64"]
+
+
+def test_restore_leaves_alone_a_run_a_runner_trains_and_a_checkpoint_the_archive_lacks(done, tmp_path):
+    corpus = done["corpus"]
+    collect(done["out"], None)
+    pack(done["out"], tmp_path / "trip", state_only=True)                # lstm finished there
+    tiny_grid(tmp_path / "local", corpus, ("lstm",), child_seconds=0.01)  # here it is being trained ...
+    run = tmp_path / "local" / "runs" / "toy-lstm1-64"
+    before = sorted(f.name for f in run.iterdir())
+    held = lab.grid._lock_run(run)                                       # ... by a runner now
+    restored = restore(tmp_path / "local", [tmp_path / "trip"])
+    held.close()
+    assert restored["kept_local"] == ["toy-lstm1-64"] and sorted(f.name for f in run.iterdir()) == before
+    # an archive where the run has no checkpoint yet does not overwrite one that has
+    tiny_grid(tmp_path / "early", corpus, ("gru",), child_seconds=0.01)
+    (tmp_path / "early" / "runs" / "toy-gru1-64" / "last.safetensors").unlink()
+    pack(tmp_path / "early", tmp_path / "trip2")
+    shutil.copytree(tmp_path / "early", tmp_path / "here")
+    tiny_grid(tmp_path / "here", corpus, ("gru",), child_seconds=0.01)  # starts again and checkpoints
+    step = read_meta(tmp_path / "here" / "runs" / "toy-gru1-64" / "last.safetensors")["step"]
+    metrics = (tmp_path / "here" / "runs" / "toy-gru1-64" / "metrics.jsonl").read_text()
+    assert restore(tmp_path / "here", [tmp_path / "trip2"])["kept_local"] == ["toy-gru1-64"]
+    assert (tmp_path / "here" / "runs" / "toy-gru1-64" / "metrics.jsonl").read_text() == metrics
+    assert read_meta(tmp_path / "here" / "runs" / "toy-gru1-64" / "last.safetensors")["step"] == step
+
+
+def test_a_childs_inherited_lock_outlives_its_runner(tmp_path):
+    """The runner passes the lock to its child: a second runner cannot take the run while the
+    child trains, even if the first runner is gone."""
+    lock = lab.grid._lock_run(tmp_path)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], pass_fds=(lock.fileno(),))
+    lock.close()                                                         # the runner's copy is gone
+    try:
+        assert lab.grid._lock_run(tmp_path) is None
+    finally:
+        child.kill()
+        child.wait()
+    assert lab.grid._lock_run(tmp_path) is not None
 
 
 def test_restore_of_an_archive_with_a_part_missing_is_a_clear_error(done, tmp_path):
