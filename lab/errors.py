@@ -518,8 +518,9 @@ def _check_top_k(extra: dict, n: int) -> None:
         return
     if len(given) < 3:
         missing = sorted({"top_ids", "top_probs", "vocab"} - set(given))
+        verb = "is" if len(missing) == 1 else "are"
         raise ValueError(f"top_ids, top_probs and vocab go together (the model's K most likely characters), "
-                         f"but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing: pass all three, e.g. from a trace "
+                         f"but {' and '.join(missing)} {verb} missing: pass all three, e.g. from a trace "
                          "(session_breakdown does), or none")
     ids, probs = np.asarray(extra["top_ids"]), np.asarray(extra["top_probs"])
     for key, a in (("top_ids", ids), ("top_probs", probs)):

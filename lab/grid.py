@@ -282,6 +282,25 @@ def _sessions(out_dir: Path) -> list[dict]:
     return records
 
 
+def elapsed_minutes(sessions) -> float:
+    """Wall minutes covered by ``sessions`` (records with ISO ``start`` and ``end``), overlaps
+    counted once: two runners side by side for an hour are one hour of the machine.
+
+    >>> elapsed_minutes([{"start": "2026-01-01T10:00", "end": "2026-01-01T11:00"},
+    ...                  {"start": "2026-01-01T10:30", "end": "2026-01-01T11:15"},   # overlaps the first
+    ...                  {"start": "2026-01-01T12:00", "end": "2026-01-01T12:10"}])
+    85.0
+    """
+    spans = sorted((datetime.fromisoformat(x["start"]), datetime.fromisoformat(x["end"])) for x in sessions)
+    total, covered_to = 0.0, None
+    for start, end in spans:
+        start = start if covered_to is None else max(start, covered_to)   # skip what is counted already
+        if end > start:
+            total += (end - start).total_seconds()
+        covered_to = end if covered_to is None else max(covered_to, end)
+    return total / 60
+
+
 def _planned_runs(out_dir: Path) -> dict[str, dict]:
     """Each run as the grid's sessions planned it (the latest session wins)."""
     return {r["name"]: r for s in _sessions(out_dir) for r in s.get("runs", [])}
@@ -954,7 +973,6 @@ def collect(out_dir, results_dir="results", *, device=None, data_dir=None, resco
         for p in folders:
             if (p / "metrics.jsonl").exists() and (points := curve(p)):
                 pd.DataFrame(points).to_csv(results / "curves" / f"{p.name}.csv", index=False)
-        from lab.table1 import elapsed_minutes  # lab.table1 imports this module
         cuda = [s for s in sessions if s.get("gpu_util_samples")]
         weight = sum(s["wall_s"] for s in cuda)
         _write_json(results / "table1_provenance.json", {

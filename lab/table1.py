@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lab.grid import CORPORA, LAYERS, PAPER, corpus_label
+from lab.grid import CORPORA, LAYERS, PAPER, corpus_label, elapsed_minutes  # noqa: F401 (notebook 01 uses it here)
 from lab.models import KINDS, ROWS
 from lab.results import results_dir
 
@@ -80,25 +80,6 @@ def load_blocks(path: str | Path | None = None) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"no block losses at {path}: collect the grid again (python -m lab grid collect)")
     return pd.read_csv(path, index_col="name")
-
-
-def elapsed_minutes(sessions) -> float:
-    """Wall minutes covered by ``sessions`` (dicts with ISO ``start`` and ``end``), overlaps
-    counted once: two runners side by side for an hour are one hour of the machine.
-
-    >>> elapsed_minutes([{"start": "2026-01-01T10:00", "end": "2026-01-01T11:00"},
-    ...                  {"start": "2026-01-01T10:30", "end": "2026-01-01T11:15"},   # overlaps the first
-    ...                  {"start": "2026-01-01T12:00", "end": "2026-01-01T12:10"}])
-    85.0
-    """
-    spans = sorted((pd.Timestamp(x["start"]), pd.Timestamp(x["end"])) for x in sessions)
-    total, covered_to = pd.Timedelta(0), None
-    for start, end in spans:
-        start = start if covered_to is None else max(start, covered_to)   # skip what is counted already
-        if end > start:
-            total += end - start
-        covered_to = end if covered_to is None else max(covered_to, end)
-    return total.total_seconds() / 60
 
 
 def paper_table(corpus: str, adjusted: bool = True) -> pd.DataFrame:

@@ -341,6 +341,10 @@ class Trainer:
         if not isinstance(cfg, TrainConfig):
             raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}: use TrainConfig(...) "
                             "or TrainConfig.from_dict(...)")
+        if corpus is not None and not isinstance(corpus, Corpus):
+            raise TypeError(f"corpus must be a Corpus (lab.load_corpus(name or path) makes one), got "
+                            f"{type(corpus).__name__} {corpus!r}: or leave it out and name it in "
+                            "TrainConfig(corpus=...)")
         self.run_dir = Path(run_dir)
         _check_run_dir(self.run_dir)
         self.device = pick_device(device)
@@ -380,10 +384,6 @@ class Trainer:
                        "it has no last.safetensors, so it cannot be resumed; choose a new folder "
                        "(nothing there is overwritten)"))
             self.corpus_file = _corpus_file(cfg.corpus) if corpus is None else None
-        if corpus is not None and not isinstance(corpus, Corpus):
-            raise TypeError(f"corpus must be a Corpus (lab.load_corpus(name or path) makes one), got "
-                            f"{type(corpus).__name__} {corpus!r}: or leave it out and name it in "
-                            "TrainConfig(corpus=...)")
         self.cfg = cfg
         self.corpus = corpus or load_corpus(cfg.corpus, data_dir)
         torch.manual_seed(cfg.seed)

@@ -196,8 +196,7 @@ class ErrorExplorer(anywidget.AnyWidget):
         idx = self._positions()
         self.n_selected = len(idx)
         self.n_pages = self._count_pages()
-        page = self.page
-        chosen = idx[page * self.per_page:(page + 1) * self.per_page]
+        chosen = idx[self.page * self.per_page:(self.page + 1) * self.per_page]
         self.examples = [self._example(int(j)) for j in chosen]
         self.shown = [int(j) for j in chosen]
 

@@ -62,6 +62,10 @@ COLUMNS = {"layer", "gate", "unit", "left", "right"}
 FORMATS = (".png", ".svg", ".html")
 
 
+def _title(gate: str) -> str:
+    return GATE_TITLES.get(gate, f"{gate} gate")
+
+
 def _layer_name(layer: int) -> str:
     return f"layer {layer}"
 
@@ -218,8 +222,7 @@ class GateSaturation(ipywidgets.VBox):
         hover = HoverTool(tooltips=[("unit", "layer @layer, unit @unit"),
                                     (f"left (< {self.left:g})", f"@{{{gate}_left}}{{0.000}}"),
                                     (f"right (> {self.right:g})", f"@{{{gate}_right}}{{0.000}}")])
-        title = GATE_TITLES.get(gate, f"{gate} gate")
-        fig = figure(name=f"gate-{gate}", title=title, frame_width=self.panel_size,
+        fig = figure(name=f"gate-{gate}", title=_title(gate), frame_width=self.panel_size,
                      frame_height=self.panel_size, x_range=Range1d(-0.03, 1.03), y_range=Range1d(-0.03, 1.03),
                      tools=[hover, TapTool(mode="replace"), BoxSelectTool(), "pan", "wheel_zoom", "reset"],
                      active_drag="auto", x_axis_label=f"fraction right-saturated (> {self.right:g})",
@@ -335,7 +338,7 @@ class GateSaturation(ipywidgets.VBox):
             if len(picked):
                 ax.scatter(picked[f"{gate}_right"], picked[f"{gate}_left"], s=60, facecolors="none",
                            edgecolors="black", linewidths=1.2, label="chosen")
-            ax.set(xlim=(-0.03, 1.03), ylim=(-0.03, 1.03), title=GATE_TITLES.get(gate, f"{gate} gate"), aspect="equal",
+            ax.set(xlim=(-0.03, 1.03), ylim=(-0.03, 1.03), title=_title(gate), aspect="equal",
                    xlabel=f"fraction right-saturated (> {self.right:g})")
             if k == 0:
                 ax.set_ylabel(f"fraction left-saturated (< {self.left:g})")
