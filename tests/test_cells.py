@@ -1,5 +1,6 @@
 """Hypotheses and unit ranking (lab.cells) on constructed texts and synthetic units."""
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -88,10 +89,27 @@ def test_rank_trace_with_custom_predicate():
     model = CharRNN(ModelConfig("lstm", 2, 8, len(vocab)))
     ids = torch.tensor([vocab.index(c) for c in text])
     tr = compute_trace(model, ids, text=text, vocab=vocab)
-    df = cells.rank_trace(tr, lambda t: np.array([c == "a" for c in t]))
+    is_a = lambda t: np.array([c == "a" for c in t])
+    df = cells.rank_trace(tr, is_a)
     assert set(df.layer) == {0, 1} and len(df) == 16 and df.strength.is_monotonic_decreasing
+    for layer in (0, 1):                          # each layer ranked by rank_units, last character left out
+        want = cells.rank_units(tr.values(layer)[:-1], is_a(text)[:-1])
+        got = df[df.layer == layer].drop(columns="layer").sort_values("unit").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want.sort_values("unit").reset_index(drop=True))
     with pytest.raises(KeyError, match="unknown hypothesis 'nope'"):
         cells.rank_trace(tr, "nope")
+    with pytest.raises(ValueError, match="the hypothesis has 3 values but the trace 220 characters"):
+        cells.rank_trace(tr, np.zeros(3))
+
+
+def test_rank_trace_finds_a_planted_unit_and_ignores_the_last_character():
+    text = 'ab "ba" ab\n' * 20 + "a"
+    units = np.random.default_rng(4).uniform(-0.3, 0.3, (len(text), 5))
+    units[:, 3] = np.where(np.array([c == "a" for c in text]), 0.9, -0.9)
+    units[-1, 3] = -0.9                            # wrong on the last character only: not counted
+    df = cells.rank_trace(hidden_trace(text, units, layers=2), lambda t: np.array([c == "a" for c in t]),
+                          what="hidden")
+    assert (df.iloc[0].layer, df.iloc[0].unit, df.iloc[0].strength) == (1, 3, 1.0)
 
 
 # -- the span query (LSTMVis's workflow) --------------------------------------------------
@@ -185,6 +203,10 @@ def test_query_span_bad_spans_and_hypotheses_are_clear_errors():
         cells.query_span(tr, (3, 7), what="hidden", hypothesis="column")
     with pytest.raises(ValueError, match="tolerance"):
         cells.select_units(quote_units(), (3, 7), tolerance=0.7)
+    with pytest.raises(ValueError, match=f"the hypothesis has 5 values but the text {len(QUOTED)} characters"):
+        cells.query_span(tr, (3, 7), what="hidden", hypothesis=np.ones(5, bool))
+    with pytest.raises(ValueError, match="the hypothesis has 1 values"):
+        cells.query_span(tr, (3, 7), what="hidden", hypothesis=lambda t: [True])
 
 
 def test_own_predicates_can_be_the_reference():

@@ -118,7 +118,6 @@ def test_eval_of_the_shipped_war_and_peace_model():
     _, meta = load_checkpoint(SHIPPED / "war_and_peace_lstm.safetensors")
     assert out["split"] == "test" and out["checkpoint"] == "war_and_peace_lstm"
     assert out["loss_nats_per_char"] == pytest.approx(meta["shipped"]["test_loss"], abs=0.01)
-    assert out["loss_nats_per_char"] == pytest.approx(1.160, abs=0.01)
 
 
 @pytest.mark.parametrize("model,prime", [("war_and_peace_lstm", "The "), ("linux_kernel_lstm", "static int ")])
@@ -184,7 +183,8 @@ def test_unknown_corpus_is_a_one_line_error(tmp_path):
     (["train", "--kind", "transformer", "--corpus", "{tmp}/text.txt", "--run-dir", "{tmp}/r"],
      r"unknown model kind 'transformer'"),
     (["train", "--layers", "4", "--corpus", "{tmp}/text.txt", "--run-dir", "{tmp}/r"], r"layers must be 1, 2 or 3"),
-    (["train", "--device", "cuda:7", "--corpus", "{tmp}/text.txt", "--run-dir", "{tmp}/r"], r"cuda"),
+    (["train", "--device", "cuda:7", "--corpus", "{tmp}/text.txt", "--run-dir", "{tmp}/r"],
+     r"device 'cuda:7' was asked for but torch sees (no CUDA GPU; use --device cpu$|only \d CUDA GPU\(s\): use cuda:0)"),
     (["train", "--device", "gpu", "--corpus", "{tmp}/text.txt", "--run-dir", "{tmp}/r"], r"unknown device 'gpu'"),
     (["sample", "war_and_peace_lstm", "--device", "gpu"], r"unknown device 'gpu'.*use cpu, cuda or cuda:N"),
 ])

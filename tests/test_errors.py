@@ -387,6 +387,18 @@ def test_explorer_refuses_a_bad_selection():
         ErrorExplorer({"big": _big}, context=-5)
     with pytest.raises(traitlets.TraitError, match="context must be at least 0, got -1"):
         w.context = -1
+    import dataclasses
+    with pytest.raises(ValueError, match=r"model names must differ, got \['big', 'big'\]: pass a dict"):
+        ErrorExplorer([dataclasses.replace(_big, name="big"), dataclasses.replace(_big, name="big")])
+    with pytest.raises(ValueError, match="per_page must be at least 1, got 0"):
+        ErrorExplorer({"big": _big}, per_page=0)
+    with pytest.raises(traitlets.TraitError, match="per_page must be at least 1, got 0"):
+        w.per_page = 0
+    with pytest.raises(ValueError, match="per_page must be at least 1, got 0"):
+        _big.examples("memory", per_page=0)
+    with pytest.raises(ValueError, match="context is the characters shown either side of an error"):
+        _big.examples("memory", context=-1)
+    assert (w.model_name, w.category, w.page, w.per_page, w.context) == ("big", "memory", 0, 2, 3)   # unchanged
 
 
 def test_explorer_static_html():

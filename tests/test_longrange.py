@@ -1,4 +1,6 @@
 """The §4.3 comparisons (lab.longrange) on constructed texts."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -60,8 +62,14 @@ def test_lengths_are_checked():
 
 def test_results_dir_finds_the_committed_results_and_names_a_missing_one(monkeypatch, tmp_path):
     import lab.results
+    root = Path(lab.results.__file__).resolve().parents[1]
+    monkeypatch.delenv("VURN_RESULTS", raising=False)
+    assert lab.results.results_dir() == root / "results"
+    assert (lab.results.results_dir() / "table1" / "table1.csv").is_file()
+    monkeypatch.setenv("VURN_RESULTS", str(tmp_path))
+    assert lab.results.results_dir() == tmp_path                  # a folder named by the user wins
     monkeypatch.setenv("VURN_RESULTS", str(tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError, match="VURN_RESULTS"):
+    with pytest.raises(FileNotFoundError, match=r"no results folder at .*nowhere.*set VURN_RESULTS"):
         lab.results.results_dir()
 
 

@@ -61,17 +61,33 @@ def test_stack_sends_one_band_per_extra_unit(trace):
     assert w.stack_values == b""
 
 
+def planted_quote_cell(trace):
+    """The toy trace with layer 1's cell 0 set to 3 inside quotes and -3 outside them, so that
+    tanh(c) is +-0.995 there and a selection of one quote has one unit to find."""
+    import torch
+
+    from lab.trace import Trace
+    arrays = {k: torch.from_numpy(np.array(trace[k])) for k in trace}
+    arrays["layers.1.cell"][:, 0] = torch.as_tensor(np.where(cells.inside_quotes(trace.text), 3.0, -3.0))
+    return Trace(arrays, text=trace.text, ids=trace.ids, vocab=trace.vocab, kind=trace.kind,
+                 layers=trace.n_layers, width=trace.width, info=trace.info)
+
+
 def test_a_selection_runs_the_span_query_and_sends_its_matches(trace):
-    w = TextColourer(trace, layer=1, unit=0)
+    planted = planted_quote_cell(trace)
+    w = TextColourer(planted, layer=1, unit=0)
     a = TEXT.index('"')
     b = TEXT.index('"', a + 1) + 1
     w.selection = [a, b]
     q = w.span_query
-    expected = cells.query_span(trace, (a, b))
-    assert q.units.equals(expected.units) and q.matches.equals(expected.matches)
+    assert list(zip(q.units.layer, q.units.unit, q.units.sign)) == [(1, 0, 1)]   # the planted cell alone
+    # every quote of the 20 lines, found from one of them (the planted cell is on in all)
+    quotes = [(m.start(), m.end()) for m in re.finditer(r'"[^"]*"', TEXT)]
+    assert len(quotes) == 40 and q.hypothesis == "inside_quotes" and (q.precision, q.recall) == (1.0, 1.0)
     pairs = np.frombuffer(w.matches, dtype=np.int32).reshape(-1, 2)
     assert pairs.tolist() == q.matches[["start", "end"]].values.tolist()
-    assert f"selection {a}-{b}" in w.query_text
+    assert [tuple(p) for p in pairs.tolist()] == quotes
+    assert f"selection {a}-{b}" in w.query_text and "vs inside_quotes" in w.query_text
     w.find_units = False
     w.selection = [0, 3]
     assert w.span_query is q                                   # switched off: nothing recomputed
@@ -210,6 +226,22 @@ def test_bars_with_nothing_to_draw_and_braces_outside_the_bins_are_named():
     with pytest.raises(ValueError, match=r"1 closing brace\(s\) lie outside the bins 0..5 \(distances up to 9\)"):
         brace_bars(text, p, p, edges=(0, 5))             # not silently dropped
     assert brace_bars(text, p, p, edges=(0, 5, 10**9)).table.label.tolist() == ["\u2265 5"]
+    from widgets.longrange import CompareBars
+    table = character_bars(text, p, p).table
+    with pytest.raises(ValueError, match=r"the table lacks columns \['difference', 'p_b'\]"):
+        CompareBars(text, p, p, table.drop(columns=["p_b", "difference"]), positions={})
+
+
+def test_a_vocabulary_of_more_than_255_characters_is_refused_by_name():
+    """The hover sends character ids as one byte each: a wider vocabulary would be misread."""
+    import torch
+
+    from lab.trace import Trace
+    text = "".join(chr(0x4E00 + i) for i in range(256))
+    tr = Trace({"layers.0.hidden": torch.zeros(256, 2)}, text=text, ids=torch.arange(256), vocab=text,
+               kind="rnn", layers=1, width=2, info={"seam_deviation": 0.0})
+    with pytest.raises(ValueError, match="character ids as bytes: at most 255 characters"):
+        TextColourer(tr)
 
 
 def test_an_rnn_or_gru_trace_shows_its_hidden_state_by_default():

@@ -211,6 +211,9 @@ def test_bad_inputs_are_clear_errors(lstm):
         GateSaturation(gates.saturation(lstm).drop(columns=["left", "right"]))
     with pytest.raises(ValueError, match="the table is empty"):
         GateSaturation(gates.saturation(lstm).iloc[:0])
+    renamed = gates.saturation(lstm).replace({"gate": {"forget": "remember"}})
+    with pytest.raises(ValueError, match=r"unknown gates \['remember'\] in the table: Figure 3 plots forget, input"):
+        GateSaturation(renamed)
     with pytest.raises(ValueError, match="left < right"):
         GateSaturation(lstm, left=0.9, right=0.1)
     fig = GateSaturation(lstm)
