@@ -159,6 +159,10 @@ def _dropout_for(dropout, corpus: str, row: int) -> float:
     if dropout is None:
         dropout = DROPOUT.get(corpus_label(corpus), DROPOUT["war_and_peace"])
     if isinstance(dropout, Mapping):
+        by_corpus = any(isinstance(k, str) or isinstance(v, Mapping) for k, v in dropout.items())
+        if by_corpus and corpus not in dropout and corpus_label(corpus) not in dropout:
+            raise ValueError(f"dropout has no entry for corpus {corpus_label(corpus)} (it has "
+                             f"{', '.join(map(str, dropout))}): give every corpus of the grid a value or a {{row: p}}")
         inner = dropout.get(corpus, dropout.get(corpus_label(corpus), dropout))
         if isinstance(inner, Mapping):
             if row not in inner:
@@ -1500,8 +1504,16 @@ def _train_option(text: str) -> tuple[str, Any]:
     types = {f.name: f for f in fields(TrainConfig)}
     if not eq or key not in types:
         raise ValueError(f"--set wants KEY=VALUE with KEY one of {', '.join(types)}, got {text!r}")
+    optional = str(types[key].type).endswith("| None")
     typ = {"int | None": int, "float | None": float}.get(str(types[key].type)) or type(types[key].default)
-    return key, typ(value)
+    if optional and value.strip().lower() == "none":
+        return key, None
+    try:
+        return key, typ(value)
+    except ValueError:
+        example = f", e.g. {key}={types[key].default}" if types[key].default is not None else ""
+        raise ValueError(f"--set {key}={value}: {key} wants {'an' if typ is int else 'a'} {typ.__name__}"
+                         f"{' or none' if optional else ''}{example}") from None
 
 
 def add_arguments(p) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.server
 import io
 import os
+import re
 import tarfile
 import threading
 from pathlib import Path
@@ -169,6 +170,19 @@ def test_strip_gutenberg_without_markers_keeps_text():
 def test_strip_gutenberg_not_utf8():
     with pytest.raises(CorpusError, match=r"not UTF-8 \(byte 0xff at offset 2\)"):
         strip_gutenberg(b"ab\xffcd")
+
+
+def test_an_empty_gutenberg_body_is_refused_and_nothing_is_written(tmp_path):
+    empty = ("header\r\n*** START OF THE PROJECT GUTENBERG EBOOK WAR AND PEACE ***\r\n\r\n"
+             "End of the Project Gutenberg EBook of War and Peace\r\n\r\n"
+             "*** END OF THE PROJECT GUTENBERG EBOOK WAR AND PEACE ***\r\nlicence\r\n")
+    with pytest.raises(CorpusError, match="^the Gutenberg text has nothing between its START and END markers$"):
+        strip_gutenberg(empty)
+    src = tmp_path / "pg2600.txt"
+    src.write_text(empty)
+    with pytest.raises(CorpusError, match="has nothing between its START and END markers"):
+        fetch_corpus("war_and_peace", dest_dir=tmp_path / "out", source=src, verify=False)
+    assert files_in(tmp_path / "out") == []
 
 
 def test_stored_war_and_peace_survives_the_recipe():
@@ -334,6 +348,17 @@ def test_linux_size_cap_stops_at_first_file_over(tmp_path):
     assert sizes[5] < sizes[4]
     assert linux_text(root, max_chars=cap - 1) == "".join(
         TREE[p].decode("utf-8", errors="replace") for p in ORDER[:4])
+
+
+def test_a_first_source_file_over_the_cap_is_refused_by_name(tmp_path):
+    first = TREE[ORDER[0]].decode("utf-8")
+    root = make_tree(tmp_path / "src")
+    tarball = make_tarball(tmp_path / "src.tar.xz")
+    assert linux_text(root, max_chars=len(first)) == first
+    for source in (root, tarball):
+        with pytest.raises(CorpusError, match=rf"^the first source file in {re.escape(str(source))} alone is over "
+                                              rf"{len(first) - 1} characters$"):
+            linux_text(source, max_chars=len(first) - 1)
 
 
 def test_fetch_linux_over_http(server, offline_cache, tmp_path):

@@ -64,3 +64,8 @@ def test_the_lstm_moves_towards_the_n_nns_as_it_learns(run):
     assert (last < first).all()
     with pytest.raises(ValueError, match="skip must be at least 2"):
         similarity_over_training(folder, nnns, ids, skip=1)
+
+
+def test_similarity_over_training_without_n_nns_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match=r"^give at least one n-NN: \{n: model\}$"):
+        similarity_over_training(tmp_path, {}, torch.arange(50) % 5, skip=10)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -139,6 +140,71 @@ def test_bad_cli_inputs_are_one_line_errors(tmp_path, capsys):
     assert err.startswith("vurn grid: error: parallel must be") and err.count("\n") == 1
     assert main(["grid", "list", "--rows", "100"]) == 2
     assert "unknown row [100]" in capsys.readouterr().err
+
+
+def test_a_dropout_dict_without_a_row_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"^dropout has no value for row 512 \(corpus war_and_peace\)$"):
+        grid_runs(vocab_sizes=VOCAB, corpora=["war_and_peace"], rows=(64, 512), dropout={64: 0.1})
+    with pytest.raises(ValueError, match=r"^dropout has no value for row 64 \(corpus linux_kernel\)$"):
+        grid_runs(vocab_sizes=VOCAB, rows=(64,), dropout={"war_and_peace": {64: 0.1}, "linux_kernel": {512: 0.5}})
+    for per_corpus in ({"war_and_peace": {64: 0.1}}, {"war_and_peace": 0.1}):   # not read as a {row: p} table
+        with pytest.raises(ValueError, match=r"^dropout has no entry for corpus linux_kernel \(it has war_and_peace\): "
+                                             r"give every corpus of the grid a value or a \{row: p\}$"):
+            grid_runs(vocab_sizes=VOCAB, rows=(64,), dropout=per_corpus)
+    runs = grid_runs(vocab_sizes=VOCAB, rows=(64,), dropout={"war_and_peace": 0.1, "linux_kernel": {64: 0.2}})
+    assert {r.corpus: r.dropout for r in runs} == {"war_and_peace": 0.1, "linux_kernel": 0.2}
+
+
+def test_a_grid_without_corpora_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"^no corpora given: use war_and_peace, linux_kernel or a path to a text "
+                                         "file$"):
+        grid_runs(corpora=[], vocab_sizes=VOCAB)
+
+
+def test_two_corpora_giving_runs_the_same_name_are_refused_and_nothing_is_written(tmp_path):
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder in folders:
+        folder.mkdir()
+    corpora = [toy_file(folder) for folder in folders]
+    with pytest.raises(ValueError, match="^two corpora give runs of the same name: rename one of the files$"):
+        grid_runs(corpora, ("lstm",), (1,), (64,), vocab_sizes=dict.fromkeys(corpora, 30))
+    with pytest.raises(ValueError, match="two corpora give runs of the same name"):
+        run_grid(tmp_path / "out", corpora=corpora, kinds=("lstm",), layers=(1,), rows=(64,), device="cpu")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command, option, given", [
+    ("list", "--set", "lr"),
+    ("list", "--set", "colour=1"),
+    ("run", "--set", "seq_len"),
+    ("run", "--row-parallel", "512"),
+    ("run", "--row-parallel", "x=3"),
+    ("run", "--row-parallel", "512=many"),
+])
+def test_a_malformed_set_or_row_parallel_is_a_one_line_error_by_name(tmp_path, capsys, command, option, given):
+    out = [str(tmp_path / "out")] if command == "run" else []
+    assert main(["grid", command, *out, "--corpora", toy_file(tmp_path), option, given]) == 2
+    err = capsys.readouterr().err
+    wants = ("--set wants KEY=VALUE with KEY one of corpus, kind, layers, row, width, dropout, epochs, "
+             if option == "--set" else "--row-parallel wants ROW=N, e.g. 512=3, ")
+    assert err.startswith("vurn grid: error: " + wants) and err.endswith(f"got {given!r}\n") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("given, message", [
+    ("lr=abc", "--set lr=abc: lr wants a float, e.g. lr=0.002"),
+    ("width=x", "--set width=x: width wants an int or none"),
+    ("seed=1.5", "--set seed=1.5: seed wants an int, e.g. seed=0"),
+])
+def test_a_set_value_of_the_wrong_type_names_the_option(tmp_path, capsys, given, message):
+    assert main(["grid", "list", "--corpora", toy_file(tmp_path), "--set", given]) == 2
+    assert capsys.readouterr().err == f"vurn grid: error: {message}\n"
+
+
+def test_set_converts_values_and_none_for_an_optional_option():
+    assert lab.grid._train_option("lr=1e-3") == ("lr", 0.001)
+    assert lab.grid._train_option("max-train-chars=None") == ("max_train_chars", None)
+    assert lab.grid._train_option("width=200") == ("width", 200)
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -503,6 +569,29 @@ def test_adopt_refuses_what_is_not_that_finished_run_and_writes_nothing(done, tm
     with pytest.raises(ValueError, match="already holds a run of the grid"):
         lab.grid.adopt(done["out"], "toy-lstm1-64", ckpt, csv, **sel)
     assert not (grid / "runs").exists() or not list((grid / "runs").iterdir())   # every refusal wrote nothing
+
+
+def test_adopt_of_a_checkpoint_without_its_training_options_is_refused_and_writes_nothing(done, tmp_path):
+    from lab.checkpoint import save_checkpoint
+    ckpt, csv = outside_run(done, tmp_path)
+    tensors, meta = load_checkpoint(ckpt)
+    save_checkpoint(tmp_path / "bare.safetensors", tensors, {k: v for k, v in meta.items() if k != "train_config"})
+    (tmp_path / "notes.safetensors").write_text("not a checkpoint")
+    grid, sel = tmp_path / "g", toy_selection(done["corpus"])
+    for path in (tmp_path / "bare.safetensors", tmp_path / "notes.safetensors"):
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(path))} is not a vurn checkpoint with its training options$"):
+            lab.grid.adopt(grid, "toy-lstm1-64", path, csv, **sel)
+    assert not (grid / "runs").exists() or not list((grid / "runs").iterdir())
+
+
+def test_adopt_of_a_curve_missing_columns_is_refused_by_name_and_writes_nothing(done, tmp_path):
+    ckpt, csv = outside_run(done, tmp_path)
+    pd.read_csv(csv).drop(columns=["step"]).to_csv(csv, index=False)
+    grid = tmp_path / "g"
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(csv))} needs columns epoch, step, train_loss, val_loss; "
+                                         "it has epoch, train_loss, val_loss$"):
+        lab.grid.adopt(grid, "toy-lstm1-64", ckpt, csv, **toy_selection(done["corpus"]))
+    assert not (grid / "runs").exists() or not list((grid / "runs").iterdir())
 
 
 def test_adopt_failing_after_its_checks_leaves_nothing_and_can_be_done_again(done, tmp_path, monkeypatch):

@@ -601,6 +601,15 @@ def test_sample_length_must_be_an_integer_of_zero_or_more(capsys):
     assert out == "" and "n must be 0 (no sample) or more, got -1" in err
 
 
+@pytest.mark.parametrize("prime, shown", [(b"abc", "bytes"), (["a", "b"], "list"), (None, "NoneType")])
+def test_a_prime_that_is_not_a_str_is_refused_by_name(prime, shown):
+    s = random_session()
+    with pytest.raises(TypeError, match=f"^prime must be a str, got {shown}$"):
+        lab_sample(s.model, s.vocab, 5, prime=prime)
+    with pytest.raises(TypeError, match=f"^prime must be a str, got {shown}$"):
+        s.sample(5, prime=prime)
+
+
 @pytest.mark.parametrize("temperature", [1e-40, 1e-300, 5e-324])
 def test_a_tiny_temperature_is_greedy(temperature):
     s = random_session(seed=2)

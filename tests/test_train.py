@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
@@ -364,6 +364,15 @@ def test_too_short_text_is_a_clear_error(tmp_path):
                 device="cpu", progress=False)      # not a NaN validation loss reported as divergence
     with pytest.raises(TypeError, match=r"corpus must be a Corpus \(lab.load_corpus\(name or path\) makes one\)"):
         Trainer(small_cfg(), tmp_path / "r", corpus="/data/toy.txt", device="cpu", progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_config_given_as_a_dict_is_refused_by_name_and_makes_no_run_folder(tmp_path):
+    wanted = r"^cfg must be a TrainConfig, got dict: use TrainConfig\(\.\.\.\) or TrainConfig\.from_dict\(\.\.\.\)$"
+    with pytest.raises(TypeError, match=wanted):
+        Trainer(asdict(small_cfg()), tmp_path / "r", corpus=toy_corpus(), device="cpu", progress=False)
+    with pytest.raises(TypeError, match=wanted):
+        train({"kind": "gru"}, tmp_path / "r", corpus=toy_corpus(), device="cpu", progress=False)
     assert not (tmp_path / "r").exists()
 
 
