@@ -265,6 +265,39 @@ class Corpus:
             raise self._empty(split)
         return ids[a:b]
 
+    def charrnn_pieces(self, split: str, batch: int = 100, seq_len: int = 100) -> list[torch.Tensor]:
+        """One split as char-rnn's loader cuts it: ``batch`` pieces, one from each part of the text.
+
+        vurn's splits are contiguous (train, then val, then test). char-rnn's
+        ``CharSplitLMMinibatchLoader`` instead drops the text's tail so that it divides into
+        ``batch`` x ``seq_len`` blocks, lays it out as ``batch`` rows (row r: the r-th
+        hundredth of the text), and gives the first 80% of every row's ``seq_len``-blocks to
+        train, the next 10% to val and the rest to test (WP's fractions): its test split is
+        ``batch`` short pieces spread over the whole text. Used to measure what the layout
+        alone does to a loss (``scripts/split_layout.py``); training here keeps the
+        contiguous splits.
+
+        >>> c = Corpus.from_text("t", "abcdefghijklmnopqrst" + "ABCDEFGHIJKLMNOPQRST" + "xyz")
+        >>> [c.decode(p) for p in c.charrnn_pieces("train", batch=2, seq_len=2)]   # 2 rows of 10 blocks; xyz dropped
+        ['abcdefghijklmnop', 'ABCDEFGHIJKLMNOP']
+        >>> [c.decode(p) for p in c.charrnn_pieces("val", 2, 2)], [c.decode(p) for p in c.charrnn_pieces("test", 2, 2)]
+        (['qr', 'QR'], ['st', 'ST'])
+        """
+        if split not in SPLITS:
+            raise CorpusError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+        if batch < 1 or seq_len < 1:
+            raise CorpusError(f"batch and seq_len must be at least 1, got {batch} and {seq_len}")
+        blocks = len(self.text) // (batch * seq_len)       # seq_len-blocks in each row
+        n_train = math.floor(blocks * self.splits[0])
+        n_val = math.floor(blocks * self.splits[1])
+        ranges = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, blocks)}
+        a, b = ranges[split]
+        if a == b:
+            raise self._empty(split)
+        self.split_ids("train")                              # encodes and caches the whole text
+        rows = self.__dict__["_ids"][:batch * seq_len * blocks].view(batch, -1)
+        return list(rows[:, a * seq_len:b * seq_len])
+
 
 def encode_chars(text: str, index: dict[str, int], whose: str, advice: str = "Remove or replace them.") -> torch.Tensor:
     """``text`` as ids through ``index``; characters it lacks are a :class:`CorpusError` naming them.
