@@ -2,8 +2,11 @@
 
 Defaults are the paper's: RMSProp (lr 2e-3, alpha 0.95), lr x0.95 per epoch after
 epoch 10, batch 100, sequence 100 with the state carried across batches, uniform
-init +-0.08, gradients clipped element-wise at 5 (char-rnn's clamp), dropout between
-layers, 50 epochs, the best validation checkpoint kept, test loss in nats per char.
+init +-0.08, gradients clipped element-wise at 5, dropout after every layer (before the
+next layer and before the output), 50 epochs, the best validation checkpoint kept, test loss
+in nats per char. The clip acts on the gradient of the loss averaged over batch and time;
+char-rnn clamps the gradient summed over the 100 steps instead, a 100 times tighter clip
+(results/table1/README.md lists where the protocol differs from char-rnn's).
 
 A run folder holds ``last.safetensors`` (weights, optimizer, RNG and carried state:
 everything ``resume`` needs), ``best.safetensors`` (weights of the best validation

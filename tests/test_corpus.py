@@ -82,6 +82,34 @@ def test_bounds_are_contiguous_and_cover_the_text():
     assert c.decode(c.split_ids("val")) == c.split("val")
 
 
+def test_charrnn_pieces_are_char_rnns_rows_cut_by_time():
+    """char-rnn's loader: drop the tail so the text divides into batch x seq_len blocks, view it
+    as batch rows, and give each row's first floor(0.9 blocks) to train, the next floor(0.05
+    blocks) to val, the rest to test. Written out by hand here with Python slicing."""
+    text = "".join(chr(ord("a") + i % 26) + str(i % 7) for i in range(5050))   # 10,100 characters
+    c = Corpus.from_text("t", text, splits=(0.9, 0.05, 0.05))
+    batch, seq_len = 10, 50
+    blocks = 10_100 // (batch * seq_len)                                    # 20 blocks of 50 per row
+    row_len = blocks * seq_len
+    rows = [text[r * row_len:(r + 1) * row_len] for r in range(batch)]     # the last 100 characters dropped
+    want = {"train": (0, 18), "val": (18, 19), "test": (19, 20)}           # floor(18.0), floor(1.0), the rest
+    for split, (a, b) in want.items():
+        got = [c.decode(p) for p in c.charrnn_pieces(split, batch=batch, seq_len=seq_len)]
+        assert got == [row[a * seq_len:b * seq_len] for row in rows], split
+    joined = ["".join(c.decode(p) for p in c.charrnn_pieces(s, batch, seq_len)) for s in ("train", "val", "test")]
+    assert sorted("".join(joined)) == sorted(text[:batch * row_len])        # every used character once
+
+
+def test_charrnn_pieces_refuse_bad_arguments_and_an_empty_split():
+    c = Corpus.from_text("t", "abcdefghij" * 100)
+    with pytest.raises(CorpusError, match="unknown split 'dev'"):
+        c.charrnn_pieces("dev")
+    with pytest.raises(CorpusError, match="batch and seq_len must be at least 1, got 0 and 100"):
+        c.charrnn_pieces("train", batch=0)
+    with pytest.raises(CorpusError, match="the val split of corpus 't' is empty"):
+        c.charrnn_pieces("val", batch=10, seq_len=100)       # one block per row: floor(0.8) = floor(0.1) = 0
+
+
 def test_unknown_split():
     with pytest.raises(CorpusError, match="unknown split 'dev'.*train, val, test"):
         Corpus.from_text("t", "abc").bounds("dev")
