@@ -38,6 +38,8 @@ HELP = {
     "checkpoint_every": "also checkpoint every this many steps inside an epoch (0: only at epoch ends)",
     "snapshot_every": "keep the model's weights every this many steps in RUN_DIR/snapshots (training dynamics)",
     "max_train_chars": "use only this many characters of the training split (quick runs)",
+    "layout": "how the text is split: contiguous (train, val, test in order) or char-rnn (its loader's "
+              "100 rows, each cut into train, val and test; to compare with the paper)",
 }
 
 
@@ -126,13 +128,15 @@ def _train(args) -> int:
 
 def _eval(args) -> int:
     from lab.pretrained import load_model
-    from lab.train import evaluate, pick_device, training_corpus
+    from lab.train import TrainConfig, pick_device, split_loss, training_corpus
     device = pick_device(args.device)
     model, meta = load_model(args.checkpoint, device)
     corpus = training_corpus(meta, args.corpus, args.data)
     check_corpus(meta, corpus, args.checkpoint)
-    loss = evaluate(model, corpus.split_ids(args.split))
-    print(json.dumps({"checkpoint": str(args.checkpoint), "split": args.split, "loss_nats_per_char": loss}))
+    cfg = TrainConfig.from_dict(meta["train_config"]) if "train_config" in meta else None
+    loss = split_loss(model, corpus, args.split, cfg)     # in the layout the model was trained with
+    print(json.dumps({"checkpoint": str(args.checkpoint), "split": args.split, "loss_nats_per_char": loss,
+                      "layout": cfg.layout if cfg else "contiguous"}))
     return 0
 
 

@@ -184,6 +184,9 @@ def _check_options(options: Mapping | None) -> dict:
         raise ValueError(f"unknown training options {sorted(set(options) - known)}; known: {', '.join(sorted(known))}")
     if set(options) & set(GRID_SET):
         raise ValueError(f"the grid sets {sorted(set(options) & set(GRID_SET))} itself: use its own arguments")
+    if options.get("layout", "contiguous") != "contiguous":
+        raise ValueError("the grid trains and scores on the contiguous splits (Table 1 compares them); "
+                         "train a char-rnn layout run with `python -m lab train --layout char-rnn`")
     TrainConfig(**options)   # every value checked now, not when each child starts (a bad width: no run at all)
     return options
 
@@ -355,7 +358,7 @@ def _mismatch(run: GridRun, run_dir: Path) -> str | None:
     want = asdict(TrainConfig.from_dict(run.train_config()))
     meta = read_meta(run_dir / "last.safetensors")
     if meta:
-        have = meta["train_config"]
+        have = asdict(TrainConfig.from_dict(meta["train_config"]))   # options added since: their defaults
         diff = [k for k in want if k != "epochs" and have.get(k) != want[k]
                 and not (k == "corpus" and _same_file(have.get(k), want[k]))]
     else:  # a finished run carried without last.safetensors: its summary says enough

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -300,6 +301,9 @@ class Session:
             if text is not None:
                 raise ValueError("give either text or split, not both")
             start = check_integer(start, "start")
+            if (self.meta.get("train_config") or {}).get("layout", "contiguous") != "contiguous":
+                warnings.warn(f"this model was trained on char-rnn's layout of the splits, but split={split!r} "
+                              "is the contiguous split, part of which it trained on", stacklevel=2)
             full = self.corpus.split(split)
             text = self.split_text(split, start, length)
             end = start + len(text)

@@ -47,6 +47,8 @@ from lab.files import atomic_write
 from lab.models import KINDS, ROWS, CharRNN, ModelConfig, count_parameters, detach_state, exact_float32, width_for
 from lab.sample import SEED_RANGE
 
+# how the text is split: DESIGN.md's contiguous splits, or char-rnn's loader's (Corpus.charrnn_pieces)
+LAYOUTS = ("contiguous", "char-rnn")
 # what a training run writes in its folder (train.log and grid.json are the grid runner's own)
 RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "summary.json", "snapshots")
 
@@ -101,6 +103,7 @@ class TrainConfig:
     checkpoint_every: int = 0       # steps between mid-epoch checkpoints; 0: at epoch ends only
     snapshot_every: int = 0         # keep the weights every this many steps in snapshots/ (0: never)
     max_train_chars: int | None = None  # use only the first chars of the train split (quick runs)
+    layout: str = "contiguous"      # the splits: contiguous, or "char-rnn" (Corpus.charrnn_pieces)
 
     def __post_init__(self):
         corpus = os.fspath(self.corpus) if isinstance(self.corpus, os.PathLike) else self.corpus
@@ -123,6 +126,11 @@ class TrainConfig:
             if not ok(value):
                 raise ValueError(f"{name} must be {rule}, got {value}")
             object.__setattr__(self, name, value)
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {self.layout!r}: choose one of {', '.join(LAYOUTS)}")
+        if self.layout == "char-rnn" and self.max_train_chars is not None:
+            raise ValueError("max_train_chars cuts a contiguous training split; the char-rnn layout has none: "
+                             "leave one of them out")
         if self.width is None and self.row not in ROWS:
             raise ValueError(f"row must be one of the paper's rows {', '.join(map(str, ROWS))} (or give a "
                              f"width), got {self.row}")
@@ -312,6 +320,68 @@ def evaluate(model, ids: torch.Tensor, **kw) -> float:
     return char_losses(model, ids, **kw).mean().item()
 
 
+@torch.no_grad()
+def row_losses(model, rows: torch.Tensor, window: int = 1000) -> torch.Tensor:
+    """Loss (nats) of every next character of each row of ``rows`` (B, L): a (B, L - 1) tensor.
+
+    Each row is one stream from a zero state, as char-rnn scores its val and test pieces
+    (``TrainConfig(layout="char-rnn")``).
+
+    >>> import torch
+    >>> from lab.models import CharRNN, ModelConfig
+    >>> _ = torch.manual_seed(0)
+    >>> model = CharRNN(ModelConfig("lstm", 1, 8, 5))
+    >>> rows = torch.randint(0, 5, (3, 40))
+    >>> losses = row_losses(model, rows, window=7)
+    >>> losses.shape, torch.allclose(losses[1], char_losses(model, rows[1], streams=1))
+    (torch.Size([3, 39]), True)
+    """
+    was_training = model.training
+    model.eval()
+    device = model.head.weight.device
+    rows = rows.to(device)
+    inputs, targets = rows[:, :-1], rows[:, 1:]
+    out, state = [], None
+    with exact_float32():
+        for a in range(0, inputs.shape[1], window):
+            logits, state = model(inputs[:, a:a + window], state)
+            out.append(F.cross_entropy(logits.transpose(1, 2), targets[:, a:a + window], reduction="none").float())
+    model.train(was_training)
+    return torch.cat(out, 1).cpu()
+
+
+def charrnn_rows(corpus: Corpus, split: str, cfg: TrainConfig) -> torch.Tensor:
+    """char-rnn's pieces of ``split`` for ``cfg``'s batch and sequence length, one row each: (batch, chars).
+
+    >>> from lab.corpus import Corpus
+    >>> charrnn_rows(Corpus.from_text("t", "abcd" * 50), "val", TrainConfig(batch=2, seq_len=5)).shape
+    torch.Size([2, 10])
+    """
+    try:
+        return torch.stack(corpus.charrnn_pieces(split, cfg.batch, cfg.seq_len))
+    except CorpusError as e:
+        raise ValueError(f"the char-rnn layout of this text has no {split} split ({e}): use a longer text, "
+                         "or a smaller batch or seq_len") from None
+
+
+def split_loss(model, corpus: Corpus, split: str, cfg: TrainConfig | None = None) -> float:
+    """Mean loss (nats/char) of ``model`` on ``split`` in ``cfg``'s layout: the contiguous split
+    in streams with a burn-in (:func:`evaluate`), or, for ``layout="char-rnn"``, char-rnn's
+    pieces, each from a zero state as char-rnn scores them (:func:`row_losses`).
+
+    >>> import torch
+    >>> from lab.corpus import Corpus
+    >>> from lab.models import CharRNN, ModelConfig
+    >>> _ = torch.manual_seed(0); model = CharRNN(ModelConfig("lstm", 1, 8, 4))
+    >>> corpus = Corpus.from_text("t", "abcd" * 500)
+    >>> [round(split_loss(model, corpus, "test", TrainConfig(layout=l, batch=4, seq_len=10)), 2) for l in LAYOUTS]
+    [1.4, 1.39]
+    """
+    if cfg is not None and cfg.layout == "char-rnn":
+        return row_losses(model, charrnn_rows(corpus, split, cfg)).mean().item()
+    return evaluate(model, corpus.split_ids(split))
+
+
 def _state_tensors(state) -> dict[str, torch.Tensor]:
     if state is None:
         return {}
@@ -395,20 +465,25 @@ class Trainer:
         self.model.to(self.device)
         self.optimizer = torch.optim.RMSprop(self.model.parameters(), lr=cfg.lr,
                                              alpha=cfg.rmsprop_alpha, eps=1e-8)
-        train_ids = self.corpus.split_ids("train")
-        if cfg.max_train_chars is not None:
-            train_ids = train_ids[: cfg.max_train_chars]
-        self.data = stream_view(train_ids, cfg.batch).to(self.device)     # (B, N)
-        self.steps_per_epoch = batches_per_epoch(train_ids.numel(), cfg.batch, cfg.seq_len)
+        if cfg.layout == "char-rnn":
+            self.data = charrnn_rows(self.corpus, "train", cfg).to(self.device)    # (B, N): char-rnn's rows
+        else:
+            train_ids = self.corpus.split_ids("train")
+            if cfg.max_train_chars is not None:
+                train_ids = train_ids[: cfg.max_train_chars]
+            self.data = stream_view(train_ids, cfg.batch).to(self.device)     # (B, N)
+        self.steps_per_epoch = batches_per_epoch(self.data.numel(), cfg.batch, cfg.seq_len)
         if self.steps_per_epoch < 1:
-            raise ValueError(f"the training text ({train_ids.numel()} chars) is too short for batch "
+            raise ValueError(f"the training text ({self.data.numel()} chars) is too short for batch "
                              f"{cfg.batch} x sequence {cfg.seq_len}: lower them"
                              + (", or raise max_train_chars" if cfg.max_train_chars is not None else ""))
-        self.val_ids = self.corpus.split_ids("val")
         for split in ("val", "test"):
-            n = self.corpus.split_ids(split).numel()
+            if cfg.layout == "char-rnn":
+                n, each = charrnn_rows(self.corpus, split, cfg).shape[1], " in each piece"
+            else:
+                n, each = self.corpus.split_ids(split).numel(), ""
             if n < 2:   # a loss needs a character and the one after it
-                raise ValueError(f"the {split} split has {n} character(s): scoring needs at least 2; "
+                raise ValueError(f"the {split} split has {n} character(s){each}: scoring needs at least 2; "
                                  "use a longer text")
         self.epoch, self.step_in_epoch, self.step = 0, 0, 0
         self.best_val, self.history, self.elapsed = math.inf, [], 0.0
@@ -570,7 +645,7 @@ class Trainer:
                 if stopped_early:
                     break
                 flush()
-                val = evaluate(self.model, self.val_ids)
+                val = split_loss(self.model, self.corpus, "val", self.cfg)
                 self.model.train()
                 self.epoch, self.step_in_epoch, self.state = self.epoch + 1, 0, None
                 self.elapsed = base_elapsed + time.time() - started
@@ -628,7 +703,7 @@ class Trainer:
         tensors, meta = load_checkpoint(best, self.device)
         model = CharRNN(ModelConfig.from_dict(meta["model_config"])).to(self.device)
         model.load_state_dict(tensors)
-        test = evaluate(model, self.corpus.split_ids("test"))
+        test = split_loss(model, self.corpus, "test", self.cfg)
         summary = run_summary(self.cfg, meta, corpus=self.corpus.name, epochs=self.epoch, test_loss=test,
                               elapsed_s=self.elapsed, device=_device_name(self.device), commit=code_commit())
         meta["test_loss"] = test

@@ -230,6 +230,20 @@ def test_eval_and_sample_of_a_run_folder_without_best_name_its_last_checkpoint(t
     assert main(["sample", str(run / "last.safetensors"), "-n", "10", "--seed", "0", "--device", "cpu"]) == 0
 
 
+def test_a_char_rnn_layout_run_is_trained_and_evaluated_in_its_layout(tmp_path, capsys):
+    text = tmp_path / "toy.txt"
+    text.write_text("the cat sat on the mat, and the dog ran.\n" * 120)
+    run = tmp_path / "run"
+    assert main(["train", "--corpus", str(text), "--width", "8", "--batch", "4", "--seq-len", "10", "--epochs", "1",
+                 "--layout", "char-rnn", "--quiet", "--device", "cpu", "--run-dir", str(run)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert main(["eval", str(run), "--split", "test", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["layout"] == "char-rnn" and out["loss_nats_per_char"] == pytest.approx(summary["test_loss"], abs=1e-6)
+    assert main(["train", "--corpus", str(text), "--layout", "rows", "--run-dir", str(tmp_path / "r2")]) == 2
+    assert "unknown layout 'rows': choose one of contiguous, char-rnn" in capsys.readouterr().err
+
+
 def test_a_corpus_given_by_a_relative_path_is_found_from_any_folder(tmp_path, capsys, monkeypatch):
     (tmp_path / "work").mkdir()
     (tmp_path / "elsewhere").mkdir()

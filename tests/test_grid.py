@@ -242,6 +242,29 @@ def test_other_options_on_an_existing_grid_are_refused(done):
         tiny_grid(done["out"], done["corpus"], dropout=0.5)
 
 
+def test_a_run_whose_options_predate_a_new_option_is_the_same_run(done, tmp_path):
+    """A checkpoint saved before TrainConfig gained ``layout`` has its default, not another value."""
+    import shutil
+
+    from lab.checkpoint import load_checkpoint, save_checkpoint
+    run_dir = tmp_path / "toy-lstm1-64"
+    shutil.copytree(done["out"] / "runs" / "toy-lstm1-64", run_dir)
+    tensors, meta = load_checkpoint(run_dir / "last.safetensors")
+    del meta["train_config"]["layout"]
+    save_checkpoint(run_dir / "last.safetensors", tensors, meta)
+    run = next(r for r in lab.grid.grid_runs(**toy_selection(done["corpus"])) if r.name == "toy-lstm1-64")
+    assert lab.grid._mismatch(run, run_dir) is None
+    meta["train_config"]["layout"] = "char-rnn"
+    save_checkpoint(run_dir / "last.safetensors", tensors, meta)
+    assert lab.grid._mismatch(run, run_dir) == "toy-lstm1-64: layout 'char-rnn' there, 'contiguous' asked"
+
+
+def test_the_grid_refuses_the_char_rnn_layout(tmp_path):
+    with pytest.raises(ValueError, match=r"the grid trains and scores on the contiguous splits .*--layout char-rnn"):
+        tiny_grid(tmp_path / "out", toy_file(tmp_path), train_options={**TINY, "layout": "char-rnn"})
+    assert not (tmp_path / "out").exists()
+
+
 def test_no_new_work_once_the_budget_is_spent(tmp_path):
     report = tiny_grid(tmp_path / "out", toy_file(tmp_path), budget_seconds=30, reserve_seconds=29.5, min_seconds=1)
     assert report["not_started"] == ["toy-rnn1-64", "toy-lstm1-64", "toy-gru1-64"] and not report["finished"]

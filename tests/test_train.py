@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from lab.__main__ import main
-from lab.checkpoint import load_checkpoint
+from lab.checkpoint import load_checkpoint, save_checkpoint
 from lab.corpus import Corpus
 from lab.models import CharRNN, ModelConfig
-from lab.train import TrainConfig, Trainer, TrainingDiverged, char_losses, evaluate, train
+from lab.train import TrainConfig, Trainer, TrainingDiverged, char_losses, evaluate, row_losses, train
 from tests.toy import toy_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -636,3 +636,58 @@ def test_a_run_killed_in_its_first_epoch_is_discarded_for_a_fresh_start(tmp_path
     (run / "last.safetensors").write_text("x")
     (run / "metrics.jsonl").write_text("x")
     assert discard_unresumable(run) == [] and (run / "metrics.jsonl").exists()   # it resumes: kept
+
+
+# -- char-rnn's layout of the splits ---------------------------------------------------------------
+
+def test_row_losses_are_one_cold_stream_per_row():
+    torch.manual_seed(1)
+    model = CharRNN(ModelConfig("gru", 2, 12, 5)).eval()
+    rows = torch.randint(0, 5, (4, 90))
+    got = row_losses(model, rows, window=13)
+    assert got.shape == (4, 89)
+    for r in range(4):
+        torch.testing.assert_close(got[r], full_sequence_losses(model, rows[r]), atol=1e-6, rtol=0)
+
+
+def test_a_charrnn_layout_run_trains_on_the_rows_and_scores_the_pieces_cold(tmp_path):
+    corpus = toy_corpus(4005)
+    cfg = small_cfg(layout="char-rnn", epochs=1, checkpoint_every=0)
+    trainer = Trainer(cfg, tmp_path / "r", corpus=corpus, device="cpu", progress=False)
+    pieces = corpus.charrnn_pieces("train", cfg.batch, cfg.seq_len)
+    assert torch.equal(trainer.data, torch.stack(pieces))            # row b is char-rnn's row b
+    assert trainer.steps_per_epoch == (len(pieces[0]) - 1) // cfg.seq_len
+    summary = trainer.run()
+    tensors, meta = load_checkpoint(tmp_path / "r" / "best.safetensors")
+    model = CharRNN(ModelConfig.from_dict(meta["model_config"])).eval()
+    model.load_state_dict(tensors)
+    for split, want in (("val", meta["val_loss"]), ("test", summary["test_loss"])):
+        rows = torch.stack(corpus.charrnn_pieces(split, cfg.batch, cfg.seq_len))
+        assert row_losses(model, rows).mean().item() == pytest.approx(want, abs=1e-6), split
+    assert meta["train_config"]["layout"] == "char-rnn"
+    assert summary["test_loss"] != pytest.approx(evaluate(model, corpus.split_ids("test")), abs=1e-4)
+    from lab import Session
+    session = Session.load(str(tmp_path / "r" / "best.safetensors"), device="cpu", corpus=corpus)
+    with pytest.warns(UserWarning, match="trained on char-rnn's layout of the splits, but split='test' is the "
+                                         "contiguous split, part of which it trained on"):
+        session.trace(split="test", length=20)
+
+
+def test_a_bad_layout_is_refused_by_name():
+    with pytest.raises(ValueError, match="unknown layout 'rows': choose one of contiguous, char-rnn"):
+        small_cfg(layout="rows")
+    with pytest.raises(ValueError, match="max_train_chars cuts a contiguous training split; the char-rnn layout"):
+        small_cfg(layout="char-rnn", max_train_chars=1000)
+    with pytest.raises(ValueError, match="the char-rnn layout of this text has no val split"):
+        Trainer(small_cfg(layout="char-rnn", batch=100), "unused", corpus=toy_corpus(), device="cpu")
+
+
+def test_a_run_saved_before_layouts_existed_resumes_as_contiguous(tmp_path):
+    corpus = toy_corpus()
+    train(small_cfg(epochs=1), tmp_path / "r", corpus=corpus, device="cpu", progress=False)
+    last = tmp_path / "r" / "last.safetensors"
+    tensors, meta = load_checkpoint(last)
+    del meta["train_config"]["layout"]
+    save_checkpoint(last, tensors, meta)
+    summary = train(small_cfg(epochs=2), tmp_path / "r", corpus=corpus, device="cpu", progress=False, resume=True)
+    assert summary["epochs"] == 2
