@@ -265,7 +265,8 @@ class Corpus:
             raise self._empty(split)
         return ids[a:b]
 
-    def charrnn_pieces(self, split: str, batch: int = 100, seq_len: int = 100) -> list[torch.Tensor]:
+    def charrnn_pieces(self, split: str, batch: int = 100, seq_len: int = 100,
+                       with_next: bool = False) -> list[torch.Tensor]:
         """One split as char-rnn's loader cuts it: ``batch`` pieces, one from each part of the text.
 
         vurn's splits are contiguous (train, then val, then test). char-rnn's
@@ -273,15 +274,22 @@ class Corpus:
         ``batch`` x ``seq_len`` blocks, lays it out as ``batch`` rows (row r: the r-th
         hundredth of the text), and gives the first 80% of every row's ``seq_len``-blocks to
         train, the next 10% to val and the rest to test (WP's fractions): its test split is
-        ``batch`` short pieces spread over the whole text. Used to measure what the layout
-        alone does to a loss (``scripts/split_layout.py``); training here keeps the
-        contiguous splits.
+        ``batch`` short pieces spread over the whole text (``scripts/split_layout.py``
+        measures what that does to an n-gram; ``TrainConfig(layout="char-rnn")`` trains on it).
+
+        ``with_next`` appends to each piece the target of its last character, as char-rnn
+        reads targets from the whole text shifted by one (the text's last character's
+        target wraps to its first): a piece of L characters then holds L predictions.
 
         >>> c = Corpus.from_text("t", "abcdefghijklmnopqrst" + "ABCDEFGHIJKLMNOPQRST" + "xyz")
         >>> [c.decode(p) for p in c.charrnn_pieces("train", batch=2, seq_len=2)]   # 2 rows of 10 blocks; xyz dropped
         ['abcdefghijklmnop', 'ABCDEFGHIJKLMNOP']
         >>> [c.decode(p) for p in c.charrnn_pieces("val", 2, 2)], [c.decode(p) for p in c.charrnn_pieces("test", 2, 2)]
         (['qr', 'QR'], ['st', 'ST'])
+        >>> [c.decode(p) for p in c.charrnn_pieces("val", 2, 2, with_next=True)]
+        ['qrs', 'QRS']
+        >>> c.decode(c.charrnn_pieces("test", 2, 2, with_next=True)[1])   # the text's last target: its first
+        'STa'
         """
         if split not in SPLITS:
             raise CorpusError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
@@ -295,8 +303,12 @@ class Corpus:
         if a == b:
             raise self._empty(split)
         self.split_ids("train")                              # encodes and caches the whole text
-        rows = self.__dict__["_ids"][:batch * seq_len * blocks].view(batch, -1)
-        return list(rows[:, a * seq_len:b * seq_len])
+        used = self.__dict__["_ids"][:batch * seq_len * blocks]
+        rows = used.view(batch, -1)[:, a * seq_len:b * seq_len]
+        if with_next:
+            last_targets = torch.roll(used, -1).view(batch, -1)[:, b * seq_len - 1]
+            rows = torch.cat([rows, last_targets[:, None]], 1)
+        return list(rows)
 
 
 def encode_chars(text: str, index: dict[str, int], whose: str, advice: str = "Remove or replace them.") -> torch.Tensor:

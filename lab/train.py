@@ -351,14 +351,15 @@ def row_losses(model, rows: torch.Tensor, window: int = 1000) -> torch.Tensor:
 
 
 def charrnn_rows(corpus: Corpus, split: str, cfg: TrainConfig) -> torch.Tensor:
-    """char-rnn's pieces of ``split`` for ``cfg``'s batch and sequence length, one row each: (batch, chars).
+    """char-rnn's pieces of ``split`` for ``cfg``'s batch and sequence length, one row each, each
+    with the target of its last character after it: (batch, chars + 1).
 
     >>> from lab.corpus import Corpus
     >>> charrnn_rows(Corpus.from_text("t", "abcd" * 50), "val", TrainConfig(batch=2, seq_len=5)).shape
-    torch.Size([2, 10])
+    torch.Size([2, 11])
     """
     try:
-        return torch.stack(corpus.charrnn_pieces(split, cfg.batch, cfg.seq_len))
+        return torch.stack(corpus.charrnn_pieces(split, cfg.batch, cfg.seq_len, with_next=True))
     except CorpusError as e:
         raise ValueError(f"the char-rnn layout of this text has no {split} split ({e}): use a longer text, "
                          "or a smaller batch or seq_len") from None

@@ -100,6 +100,13 @@ def test_charrnn_pieces_are_char_rnns_rows_cut_by_time():
     assert sorted("".join(joined)) == sorted(text[:batch * row_len])        # every used character once
 
 
+def test_charrnn_pieces_floor_the_train_and_val_blocks_as_char_rnn_does():
+    """War and Peace's 319 blocks a row: floor(255.2) = 255 train, floor(31.9) = 31 val, 33 test
+    (rounding would give 255, 32, 32)."""
+    c = Corpus.from_text("t", "ab" * (319 * 2 * 5 // 2))                       # 2 rows of 319 blocks of 5
+    assert [len(c.charrnn_pieces(s, batch=2, seq_len=5)[0]) // 5 for s in ("train", "val", "test")] == [255, 31, 33]
+
+
 def test_charrnn_pieces_refuse_bad_arguments_and_an_empty_split():
     c = Corpus.from_text("t", "abcdefghij" * 100)
     with pytest.raises(CorpusError, match="unknown split 'dev'"):

@@ -655,14 +655,17 @@ def test_a_charrnn_layout_run_trains_on_the_rows_and_scores_the_pieces_cold(tmp_
     cfg = small_cfg(layout="char-rnn", epochs=1, checkpoint_every=0)
     trainer = Trainer(cfg, tmp_path / "r", corpus=corpus, device="cpu", progress=False)
     pieces = corpus.charrnn_pieces("train", cfg.batch, cfg.seq_len)
-    assert torch.equal(trainer.data, torch.stack(pieces))            # row b is char-rnn's row b
-    assert trainer.steps_per_epoch == (len(pieces[0]) - 1) // cfg.seq_len
+    n_train = len(pieces[0]) // cfg.seq_len
+    assert torch.equal(trainer.data[:, :-1], torch.stack(pieces))     # row b is char-rnn's row b ...
+    assert torch.equal(trainer.data[:, -1], torch.stack(corpus.charrnn_pieces("val", cfg.batch, cfg.seq_len))[:, 0])
+    assert trainer.steps_per_epoch == n_train                         # ... and every block of it is a step
     summary = trainer.run()
     tensors, meta = load_checkpoint(tmp_path / "r" / "best.safetensors")
     model = CharRNN(ModelConfig.from_dict(meta["model_config"])).eval()
     model.load_state_dict(tensors)
     for split, want in (("val", meta["val_loss"]), ("test", summary["test_loss"])):
-        rows = torch.stack(corpus.charrnn_pieces(split, cfg.batch, cfg.seq_len))
+        rows = torch.stack(corpus.charrnn_pieces(split, cfg.batch, cfg.seq_len, with_next=True))
+        assert row_losses(model, rows).shape[1] == len(corpus.charrnn_pieces(split, cfg.batch, cfg.seq_len)[0])
         assert row_losses(model, rows).mean().item() == pytest.approx(want, abs=1e-6), split
     assert meta["train_config"]["layout"] == "char-rnn"
     assert summary["test_loss"] != pytest.approx(evaluate(model, corpus.split_ids("test")), abs=1e-4)
@@ -682,12 +685,16 @@ def test_a_bad_layout_is_refused_by_name():
         Trainer(small_cfg(layout="char-rnn", batch=100), "unused", corpus=toy_corpus(), device="cpu")
 
 
-def test_a_run_saved_before_layouts_existed_resumes_as_contiguous(tmp_path):
+def test_a_run_saved_before_layouts_existed_resumes_as_contiguous_bit_for_bit(tmp_path):
     corpus = toy_corpus()
+    whole = train(small_cfg(epochs=2), tmp_path / "whole", corpus=corpus, device="cpu", progress=False)
     train(small_cfg(epochs=1), tmp_path / "r", corpus=corpus, device="cpu", progress=False)
     last = tmp_path / "r" / "last.safetensors"
     tensors, meta = load_checkpoint(last)
     del meta["train_config"]["layout"]
     save_checkpoint(last, tensors, meta)
-    summary = train(small_cfg(epochs=2), tmp_path / "r", corpus=corpus, device="cpu", progress=False, resume=True)
-    assert summary["epochs"] == 2
+    resumed = train(small_cfg(epochs=2), tmp_path / "r", corpus=corpus, device="cpu", progress=False, resume=True)
+    assert (resumed["test_loss"], resumed["val_loss"]) == (whole["test_loss"], whole["val_loss"])
+    assert metrics(tmp_path / "r") == metrics(tmp_path / "whole")
+    a, b = load_checkpoint(tmp_path / "r" / "best.safetensors")[0], load_checkpoint(tmp_path / "whole" / "best.safetensors")[0]
+    assert all(torch.equal(a[k], b[k]) for k in b)
