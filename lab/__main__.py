@@ -133,10 +133,12 @@ def _eval(args) -> int:
     model, meta = load_model(args.checkpoint, device)
     corpus = training_corpus(meta, args.corpus, args.data)
     check_corpus(meta, corpus, args.checkpoint)
-    cfg = TrainConfig.from_dict(meta["train_config"]) if "train_config" in meta else None
+    saved = meta.get("train_config") or {}
+    layout = saved.get("layout", "contiguous")
+    cfg = TrainConfig(layout=layout, batch=saved.get("batch", 100), seq_len=saved.get("seq_len", 100))
     loss = split_loss(model, corpus, args.split, cfg)     # in the layout the model was trained with
     print(json.dumps({"checkpoint": str(args.checkpoint), "split": args.split, "loss_nats_per_char": loss,
-                      "layout": cfg.layout if cfg else "contiguous"}))
+                      "layout": layout}))
     return 0
 
 

@@ -184,10 +184,10 @@ def _check_options(options: Mapping | None) -> dict:
         raise ValueError(f"unknown training options {sorted(set(options) - known)}; known: {', '.join(sorted(known))}")
     if set(options) & set(GRID_SET):
         raise ValueError(f"the grid sets {sorted(set(options) & set(GRID_SET))} itself: use its own arguments")
+    TrainConfig(**options)   # every value checked now, not when each child starts (a bad width: no run at all)
     if options.get("layout", "contiguous") != "contiguous":
         raise ValueError("the grid trains and scores on the contiguous splits (Table 1 compares them); "
                          "train a char-rnn layout run with `python -m lab train --layout char-rnn`")
-    TrainConfig(**options)   # every value checked now, not when each child starts (a bad width: no run at all)
     return options
 
 

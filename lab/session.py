@@ -301,9 +301,14 @@ class Session:
             if text is not None:
                 raise ValueError("give either text or split, not both")
             start = check_integer(start, "start")
-            if (self.meta.get("train_config") or {}).get("layout", "contiguous") != "contiguous":
+            saved = self.meta.get("train_config") or {}
+            if saved.get("layout", "contiguous") != "contiguous":
+                shape = f"{saved.get('batch', 100)}, {saved.get('seq_len', 100)}"
                 warnings.warn(f"this model was trained on char-rnn's layout of the splits, but split={split!r} "
-                              "is the contiguous split, part of which it trained on", stacklevel=2)
+                              "is the contiguous split, part of which it trained on; to trace text it did not "
+                              f"train on, trace one of its {split} pieces: "
+                              f"s.trace(s.corpus.decode(s.corpus.charrnn_pieces({split!r}, {shape})[0]))",
+                              stacklevel=2)
             full = self.corpus.split(split)
             text = self.split_text(split, start, length)
             end = start + len(text)

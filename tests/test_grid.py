@@ -262,6 +262,8 @@ def test_a_run_whose_options_predate_a_new_option_is_the_same_run(done, tmp_path
 def test_the_grid_refuses_the_char_rnn_layout(tmp_path):
     with pytest.raises(ValueError, match=r"the grid trains and scores on the contiguous splits .*--layout char-rnn"):
         tiny_grid(tmp_path / "out", toy_file(tmp_path), train_options={**TINY, "layout": "char-rnn"})
+    with pytest.raises(ValueError, match="unknown layout 'rows': choose one of contiguous, char-rnn"):
+        tiny_grid(tmp_path / "out", toy_file(tmp_path), train_options={**TINY, "layout": "rows"})
     assert not (tmp_path / "out").exists()
 
 

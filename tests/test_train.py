@@ -672,8 +672,11 @@ def test_a_charrnn_layout_run_trains_on_the_rows_and_scores_the_pieces_cold(tmp_
     from lab import Session
     session = Session.load(str(tmp_path / "r" / "best.safetensors"), device="cpu", corpus=corpus)
     with pytest.warns(UserWarning, match="trained on char-rnn's layout of the splits, but split='test' is the "
-                                         "contiguous split, part of which it trained on"):
+                                         "contiguous split, part of which it trained on") as said:
         session.trace(split="test", length=20)
+    hint = str(said[0].message).split("pieces: ")[1]
+    s = session  # noqa: F841 - the hint names the session s
+    assert eval(hint).text == corpus.decode(corpus.charrnn_pieces("test", cfg.batch, cfg.seq_len)[0])
 
 
 def test_a_bad_layout_is_refused_by_name():

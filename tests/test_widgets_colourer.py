@@ -232,16 +232,20 @@ def test_bars_with_nothing_to_draw_and_braces_outside_the_bins_are_named():
         CompareBars(text, p, p, table.drop(columns=["p_b", "difference"]), positions={})
 
 
-def test_a_vocabulary_of_more_than_255_characters_is_refused_by_name():
-    """The hover sends character ids as one byte each: a wider vocabulary would be misread."""
+def test_a_vocabulary_of_more_than_256_characters_is_refused_by_name():
+    """The hover sends character ids as one byte each: 256 fit, a wider vocabulary would be misread."""
     import torch
 
     from lab.trace import Trace
-    text = "".join(chr(0x4E00 + i) for i in range(256))
-    tr = Trace({"layers.0.hidden": torch.zeros(256, 2)}, text=text, ids=torch.arange(256), vocab=text,
+    text = "".join(chr(0x4E00 + i) for i in range(257))
+    tr = Trace({"layers.0.hidden": torch.zeros(257, 2)}, text=text, ids=torch.arange(257), vocab=text,
                kind="rnn", layers=1, width=2, info={"seam_deviation": 0.0})
-    with pytest.raises(ValueError, match="character ids as bytes: at most 255 characters"):
+    with pytest.raises(ValueError, match="character ids as bytes: at most 256 characters, this trace's vocabulary "
+                                         "has 257"):
         TextColourer(tr)
+    wide = toy_trace(text[:256], kind="rnn", layers=1, width=4)
+    ids = np.frombuffer(TextColourer(wide).topk_ids, dtype=np.uint8)
+    assert np.array_equal(ids, wide["topk.ids"].ravel()) and ids.max() > 127       # ids up to 255 arrive whole
 
 
 def test_an_rnn_or_gru_trace_shows_its_hidden_state_by_default():

@@ -84,8 +84,9 @@ class TextColourer(anywidget.AnyWidget):
         kw.setdefault("vmin", value_range(what)[0])
         kw.setdefault("vmax", value_range(what)[1])
         _check_range(kw["vmin"], kw["vmax"])
-        if len(trace.vocab) > 255:
-            raise ValueError("the colourer's hover sends character ids as bytes: at most 255 characters")
+        if len(trace.vocab) > 256:
+            raise ValueError(f"the colourer's hover sends character ids as bytes: at most 256 characters, "
+                             f"this trace's vocabulary has {len(trace.vocab)}")
         layer = trace.n_layers - 1 if layer is None else layer
         self._check(layer, unit, what)
         top = trace["topk.ids"]
