@@ -4,8 +4,8 @@
         --run-dir runs/layout/linux_kernel-lstm1-64-charrnn      # resumable with --resume
     python scripts/layout_lstm.py runs/layout/linux_kernel-lstm1-64-charrnn --launch-commit C --started T
 
-writes ``results/split_layout_lstm.json`` (both models' validation and test loss, the paper's
-value, the per-epoch validation curve of each) and keeps the run's best checkpoint, with a
+adds to ``results/split_layout_lstm.json`` (one entry per model: both models' validation and
+test loss, the paper's value, the per-epoch validation curve of each) and keeps the run's best checkpoint, with a
 card, in ``results/checkpoints/``. The grid's model is Table 1's run of the same name
 (``results/table1/``): same options, contiguous splits.
 """
@@ -50,14 +50,18 @@ def main() -> None:
         "contiguous (the grid)": {"val_loss": float(grid.val_loss), "test_loss": float(grid.test_loss),
                                   "best_epoch": int(grid.best_epoch), "device": grid.device,
                                   "val_curve": [round(v, 5) for v in ours_curve.val_loss]},
-        "provenance": {"training": "python -m lab train --corpus linux_kernel --kind lstm --layers 1 --row 64 "
-                                   f"--layout char-rnn --device cpu --run-dir {args.run}",
+        "provenance": {"training": f"python -m lab train --corpus {summary['corpus']} --kind {summary['kind']} "
+                                   f"--layers {summary['layers']} --row {summary['row']} --layout char-rnn "
+                                   f"--device cpu --run-dir {args.run}",
                        "launch_commit": args.launch_commit, "started": args.started, "device": args.device,
                        "elapsed_s": summary["elapsed_s"], "summary_commit": summary["code_commit"],
                        "collected": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        "command": "python scripts/layout_lstm.py " + " ".join(sys.argv[1:])},
     }
-    (ROOT / "results" / "split_layout_lstm.json").write_text(json.dumps(result, indent=2) + "\n")
+    out = ROOT / "results" / "split_layout_lstm.json"
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    results[name] = result
+    out.write_text(json.dumps(dict(sorted(results.items())), indent=2) + "\n")
     keep = ROOT / "results" / "checkpoints" / f"{name}-charrnn"
     shutil.copyfile(args.run / "best.safetensors", keep.with_suffix(".safetensors"))
     keep.with_suffix(".json").write_text(json.dumps({**summary, **{k: result["provenance"][k] for k in
