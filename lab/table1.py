@@ -354,6 +354,28 @@ def tsne_map(probs: np.ndarray, seed: int = 0, perplexity: float | None = None) 
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(probs)
 
 
+def orient_map(xy: np.ndarray, rows) -> np.ndarray:
+    """``xy`` rotated so that its first axis runs from the smallest row's centre to the largest's.
+
+    A t-SNE map is the same under any rotation or reflection; turning it this way makes "model
+    size" its first coordinate in every run, so that what a notebook says about the axes holds
+    whichever way t-SNE happened to land. The largest row is the largest one with 3 or more
+    models (one model does not make a centre worth aligning to).
+
+        >>> xy = np.array([[0.0, 5.0], [1.0, 5.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.0]])
+        >>> orient_map(xy, [64, 64, 512, 512, 512]).round(2).tolist()   # first axis: -5 for row 64, -1..0 for 512
+        [[-5.0, 0.0], [-5.0, 1.0], [-1.0, 0.0], [-1.0, 1.0], [0.0, 0.5]]
+    """
+    xy, rows = np.asarray(xy, dtype=np.float64), np.asarray(rows)
+    counts = pd.Series(rows).value_counts()
+    small, large = rows.min(), counts[counts >= 3].index.max() if (counts >= 3).any() else rows.max()
+    d = xy[rows == large].mean(0) - xy[rows == small].mean(0)
+    if small == large or not np.linalg.norm(d):
+        return xy
+    d /= np.linalg.norm(d)
+    return xy @ np.array([[d[0], -d[1]], [d[1], d[0]]])
+
+
 def default_perplexity(models: int) -> float:
     """t-SNE's perplexity for ``models`` points: a third of them less one, within [1, 30].
 

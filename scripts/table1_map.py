@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from lab.checkpoint import code_commit
 from lab.corpus import load_corpus
-from lab.table1 import correct_char_probs, default_perplexity, load_table, tsne_map
+from lab.table1 import correct_char_probs, default_perplexity, load_table, orient_map, tsne_map
 from lab.train import pick_device
 
 
@@ -60,8 +60,8 @@ def main(argv=None):
     if len(names) < 3:
         sys.exit(f"{len(names)} {args.corpus} models to place (finished and collected"
                  f"{'' if args.unfinished else '; --unfinished adds those still training'}): t-SNE needs 3 or more")
-    xy = tsne_map(np.stack(probs), seed=args.seed)
     out = table.loc[names, ["kind", "layers", "row", "status", "test_loss"]].copy()
+    xy = orient_map(tsne_map(np.stack(probs), seed=args.seed), out.row.to_numpy())   # axis 1: model size
     out["mean_p_correct"] = [float(v.mean()) for v in probs]
     out["x"], out["y"] = xy[:, 0], xy[:, 1]
     dest = Path(args.results)

@@ -157,3 +157,15 @@ def test_best_against_paper_takes_the_best_finished_model_and_scales_the_paper()
     assert T.best_against_paper(table, "linux_kernel").paper_cell == 0.84          # no factor for Linux
     with pytest.raises(ValueError, match="no finished rnn on war_and_peace"):
         T.best_against_paper(table, kind="rnn")
+
+
+def test_orient_map_is_a_rotation_that_puts_model_size_on_the_first_axis():
+    rng = np.random.default_rng(2)
+    rows = np.array([64] * 4 + [128] * 4 + [256] * 3 + [512])
+    xy = rng.normal(size=(12, 2)) + np.array([[3.0, -4.0]]) * np.log2(rows / 64)[:, None]
+    out = T.orient_map(xy, rows)
+    dist = lambda a: np.linalg.norm(a[:, None] - a[None], axis=-1)
+    assert np.allclose(dist(out), dist(xy))                                     # distances kept
+    assert np.isclose(np.linalg.det(np.linalg.lstsq(xy - xy.mean(0), out - out.mean(0), rcond=None)[0]), 1)
+    means = {r: out[rows == r, 0].mean() for r in (64, 128, 256)}
+    assert means[64] < means[128] < means[256] and np.isclose(out[rows == 64, 1].mean(), out[rows == 256, 1].mean())
