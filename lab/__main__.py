@@ -15,7 +15,7 @@ from dataclasses import fields
 
 from lab.checkpoint import CheckpointError, check_corpus
 from lab.corpus import CorpusError
-from lab.train import TrainConfig, TrainingDiverged
+from lab.train import TrainConfig, TrainingDiverged, option_type
 
 HELP = {
     "corpus": "corpus: war_and_peace, linux_kernel, or a path to any UTF-8 text file",
@@ -48,7 +48,7 @@ def _add_train(sub) -> None:
                        description="Train a character-level model. Defaults are the paper's protocol.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in fields(TrainConfig):
-        typ = {"int | None": int, "float | None": float}.get(str(f.type), None) or type(f.default)
+        typ = option_type(f)
         # no argparse default: with --resume, an option left out is the run's own, not the default
         p.add_argument("--" + f.name.replace("_", "-"), type=typ, default=argparse.SUPPRESS,
                        help=f"{HELP[f.name]} (default: {f.default})")

@@ -1501,14 +1501,14 @@ def adopt(out_dir, name: str, checkpoint, curve, *, wall_s: float | None = None,
 # -- command line (python -m lab grid ...) -----------------------------------------------------
 
 def _train_option(text: str) -> tuple[str, Any]:
-    from lab.train import TrainConfig
+    from lab.train import TrainConfig, option_type
     key, eq, value = text.partition("=")
     key = key.strip().replace("-", "_")
     types = {f.name: f for f in fields(TrainConfig)}
     if not eq or key not in types:
         raise ValueError(f"--set wants KEY=VALUE with KEY one of {', '.join(types)}, got {text!r}")
     optional = str(types[key].type).endswith("| None")
-    typ = {"int | None": int, "float | None": float}.get(str(types[key].type)) or type(types[key].default)
+    typ = option_type(types[key])
     if optional and value.strip().lower() == "none":
         return key, None
     try:

@@ -172,6 +172,15 @@ class TrainConfig:
         return self.lr * self.lr_decay ** max(0, epoch + 1 - self.decay_after)
 
 
+def option_type(field) -> type:
+    """What a :class:`TrainConfig` field's value is read as from the command line.
+
+    >>> {f.name: option_type(f).__name__ for f in fields(TrainConfig) if f.name in ("width", "lr", "layout")}
+    {'width': 'int', 'lr': 'float', 'layout': 'str'}
+    """
+    return {"int | None": int, "float | None": float}.get(str(field.type)) or type(field.default)
+
+
 # (field, whole number, None allowed) in field order, and each field's rule
 _CHECKS = (("layers", True, False), ("row", True, False), ("width", True, True), ("dropout", False, False),
            ("epochs", True, False), ("batch", True, False), ("seq_len", True, False), ("lr", False, False),
@@ -480,11 +489,11 @@ class Trainer:
                              + (", or raise max_train_chars" if cfg.max_train_chars is not None else ""))
         for split in ("val", "test"):
             if cfg.layout == "char-rnn":
-                n, each = charrnn_rows(self.corpus, split, cfg).shape[1], " in each piece"
-            else:
-                n, each = self.corpus.split_ids(split).numel(), ""
+                charrnn_rows(self.corpus, split, cfg)   # an empty one is named now; a piece always scores
+                continue
+            n = self.corpus.split_ids(split).numel()
             if n < 2:   # a loss needs a character and the one after it
-                raise ValueError(f"the {split} split has {n} character(s){each}: scoring needs at least 2; "
+                raise ValueError(f"the {split} split has {n} character(s): scoring needs at least 2; "
                                  "use a longer text")
         self.epoch, self.step_in_epoch, self.step = 0, 0, 0
         self.best_val, self.history, self.elapsed = math.inf, [], 0.0
