@@ -73,6 +73,7 @@ GRID_SET = ("corpus", "kind", "layers", "row", "dropout", "epochs")  # options t
 BOOTSTRAP = {"blocks": 100, "resamples": 1000, "seed": 0}
 PART_BYTES = 15 * 2 ** 20
 STATE, DONE = "grid-state.tgz", "grid-done.tgz"
+TABLED = "from_table.json"   # a run restored from a committed table1.csv (restore_table)
 # Table 1 as recalled in DESIGN.md (test nats/char); None: the paper has no RNN at row 512
 PAPER = {
     "war_and_peace": {64: (1.449, 1.442, 1.540, 1.446, 1.401, 1.396, 1.398, 1.373, 1.472),
@@ -885,6 +886,8 @@ def _launch_commits(grid: dict) -> str | None:
 
 
 def _row(run_dir: Path, planned: dict | None, device, data_dir, corpora, rescore) -> dict:
+    if (stored := _table_row(run_dir)) is not None:
+        return stored
     summary = _read_json(run_dir / "summary.json", {})
     last = read_meta(run_dir / "last.safetensors") or {}
     best = read_meta(run_dir / "best.safetensors") or {}
@@ -956,7 +959,10 @@ def collect(out_dir, results_dir="results", *, device=None, data_dir=None, resco
         raise ValueError(f"{out_dir} holds no grid (no runs folder): run `python -m lab grid run {out_dir}` first")
     sessions = _sessions(out_dir)
     planned = _planned_runs(out_dir)
-    order = {name: i for i, name in enumerate(planned)}
+    # the committed table's order for the runs restored from it (restore_table), then the sessions' plans
+    tabled = sorted((x["index"], p.name) for p in _run_folders(out_dir)
+                    if (x := _read_json(p / TABLED)) and "index" in x)
+    order = {name: i for i, name in enumerate(dict.fromkeys([n for _, n in tabled] + list(planned)))}
     folders = sorted(_run_folders(out_dir), key=lambda p: (order.get(p.name, len(order)), p.name))
     corpora: dict = {}
     rows = [_row(p, planned.get(p.name), device, data_dir, corpora, rescore) for p in folders]
@@ -1133,7 +1139,7 @@ def pack(out_dir, dest, *, part_bytes: int = PART_BYTES, max_parts: int = 7, max
     dest.mkdir(parents=True, exist_ok=True)
     restored = set(_read_json(out_dir / "restored.json", {}).get("finished", []))
     runs = _run_folders(out_dir)
-    small = ("summary.json", "score.json", "grid.json")
+    small = ("summary.json", "score.json", "grid.json", TABLED)
     state = [p for p in (out_dir / "grid_log.jsonl",) if p.is_file()]
     state += sorted(p for p in (out_dir / "results").rglob("*") if p.is_file()) if (out_dir / "results").is_dir() else []
     done_text, done_weights = [], []
@@ -1321,6 +1327,106 @@ def restore(out_dir, sources: Sequence) -> dict:
                                             "finished": sorted(archived_finished & set(finished))})
     return {"archives": [str(g[0]).rsplit(".part-", 1)[0] for g in groups], "runs": len(runs), "finished": finished,
             "unfinished": [r.name for r in runs if r.name not in finished], "kept_local": sorted(kept_local)}
+
+
+def _table_row(run_dir: Path) -> dict | None:
+    """The row :func:`restore_table` stored for a run, while nothing has been trained in its folder since
+    (no log or weights here, no summary but the restored one, no launch: a run finished elsewhere
+    after its restore and carried here without its weights has its own summary and launches)."""
+    if any((run_dir / f).exists() for f in ("metrics.jsonl", "last.safetensors", "best.safetensors")):
+        return None
+    summary = _read_json(run_dir / "summary.json")
+    launches = (_read_json(run_dir / "grid.json") or {}).get("launches", [])
+    if (summary is not None and "restored_from" not in summary) or any(not x.get("adopted") for x in launches):
+        return None
+    return (_read_json(run_dir / TABLED) or {}).get("row")
+
+
+def _clean(value):
+    """A value of a pandas row as JSON has it (NaN: None, numpy scalars: Python ones)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def restore_table(out_dir, results_dir) -> dict:
+    """Rebuild a grid folder's record from a committed ``results_dir`` (``table1.csv``,
+    ``table1_blocks.csv``, ``table1_provenance.json`` as :func:`collect` wrote them), for a
+    checkout that has lost ``runs/`` (it is git-ignored) or never had it.
+
+    Each finished model becomes a run folder holding its committed row (``from_table.json``),
+    its scores and block losses (``score.json``) and a summary that marks it finished, so
+    that :func:`run_grid` skips it, :func:`collect` writes its row back unchanged and
+    :func:`pack` carries it to a GPU session. Its weights are not in the table: they are
+    not restored. A model the table has unfinished had its checkpoints in the lost folder,
+    so it is restored as not started (``lost`` names it and the epochs it had) and trains
+    from the beginning. The sessions of the provenance join ``grid_log.jsonl``. A run that
+    already has a folder here is left as it is (``kept_local``).
+
+        >>> import tempfile; from pathlib import Path
+        >>> back = restore_table(Path(tempfile.mkdtemp()) / "grid", ROOT / "results" / "table1")
+        >>> back["finished"] >= 43, back["runs"]
+        (True, 72)
+        >>> collect(back["grid"], None).equals(collect(back["grid"], None))   # collect reads it like any grid
+        True
+    """
+    import pandas as pd
+    out_dir, results_dir = Path(out_dir), Path(results_dir)
+    table_csv = results_dir / "table1.csv"
+    if not table_csv.is_file():
+        raise FileNotFoundError(f"no {table_csv}: restore_table wants the folder `python -m lab grid collect` "
+                                "wrote (results/table1)")
+    table = pd.read_csv(table_csv)
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{table_csv} lacks columns {missing}: it was not written by this version's collect")
+    blocks = (pd.read_csv(results_dir / "table1_blocks.csv", index_col="name")
+              if (results_dir / "table1_blocks.csv").is_file() else pd.DataFrame())
+    prov = _read_json(results_dir / "table1_provenance.json", {})
+    adopted = {a["name"]: a for a in prov.get("adopted", [])}
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    kept, lost, finished = [], {}, 0
+    for index, rec in enumerate(table.to_dict("records")):
+        row = {c: _clean(rec[c]) for c in COLUMNS}
+        run_dir = out_dir / "runs" / row["name"]
+        if run_dir.exists() and any(run_dir.iterdir()):
+            kept.append(row["name"])
+            continue
+        if not row["finished"]:
+            if row["status"] != "not started":
+                lost[row["name"]] = row["epochs_done"]
+            row = {**{c: None for c in COLUMNS}, **{c: row[c] for c in (
+                "name", "corpus", "kind", "layers", "row", "width", "params", "dropout", "paper_test_loss")},
+                "epochs_done": 0, "epochs_planned": row["epochs_planned"], "finished": False, "status": "not started"}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(run_dir / TABLED, {"from": str(results_dir), "at": _now(), "index": index, "row": row})
+        if not row["finished"]:
+            continue
+        finished += 1
+        _write_json(run_dir / "summary.json", {
+            "finished": True, "restored_from": str(table_csv), "corpus": row["corpus"], "kind": row["kind"],
+            "layers": row["layers"], "row": row["row"], "width": row["width"], "params": row["params"],
+            "dropout": row["dropout"], "epochs": row["epochs_done"], "test_loss": row["test_loss"]})
+        score = {k: row[k] for k in ("test_loss", "test_loss_se", "test_chars", "best_epoch", "val_loss", "scored_on")}
+        if row["name"] in blocks.index:
+            score["block_losses"] = [float(v) for v in blocks.loc[row["name"]].dropna()]
+        _write_json(run_dir / "score.json", {**score, "bootstrap": prov.get("bootstrap", BOOTSTRAP),
+                                             "restored_from": str(table_csv)})
+        if row["name"] in adopted:   # collect lists the adopted runs in its provenance from grid.json
+            a = {k: v for k, v in adopted[row["name"]].items() if k not in ("name", "device", "wall_s")}
+            _write_json(run_dir / "grid.json", {"launches": [{"wall_s": adopted[row["name"]].get("wall_s"),
+                                                              "device": adopted[row["name"]].get("device"),
+                                                              "adopted": True}],
+                                                "wall_s": adopted[row["name"]].get("wall_s"), "adopted": a})
+    log = out_dir / "grid_log.jsonl"
+    before = log.read_text().splitlines() if log.is_file() else []
+    have = {(s.get("start"), s.get("command")) for s in _sessions(out_dir)}
+    new = [json.dumps(s) for s in prov.get("sessions", []) if (s.get("start"), s.get("command")) not in have]
+    if new:
+        log.write_text("".join(x + "\n" for x in before + new))
+        _merge_log(log, before)   # in order of the sessions' start
+    return {"grid": str(out_dir), "runs": len(table) - len(kept), "finished": finished, "lost": lost,
+            "kept_local": kept, "sessions": len(new)}
 
 
 def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unfinished: bool = False,
@@ -1573,9 +1679,12 @@ def add_arguments(p) -> None:
     q.add_argument("--max-parts", type=int, default=7, help="at most this many part files in all")
     q.add_argument("--max-mib", type=float, default=60.0, help="at most this many MiB in all")
     q.add_argument("--state-only", action="store_true", help="the state alone, no finished runs' weights")
-    q = sub.add_parser("restore", help="unpack archives of earlier sessions into a grid folder, oldest first")
+    q = sub.add_parser("restore", help="rebuild a grid folder from the committed table and archives of "
+                                       "earlier sessions, oldest first")
     q.add_argument("out", help="grid folder to unpack into")
-    q.add_argument("sources", nargs="+", help="folders holding *.tgz.part-* files, oldest session first")
+    q.add_argument("sources", nargs="+", help="results folders holding table1.csv (results/table1: every finished "
+                                              "model's record, no weights), then folders holding *.tgz.part-* "
+                                              "files, oldest session first")
     q = sub.add_parser("keep", help="copy runs' best checkpoints, with a provenance card each, to a folder")
     q.add_argument("out", help="grid folder")
     q.add_argument("names", nargs="+", help="runs to keep, e.g. war_and_peace-lstm3-512")
@@ -1659,5 +1768,13 @@ def main(args) -> int:
         kept = keep(args.out, args.names, args.to, command=command, unfinished=args.unfinished, data_dir=args.data)
         print(json.dumps(kept, indent=1))
         return 0
-    print(json.dumps(restore(args.out, args.sources), indent=1))
+    tables = [s for s in args.sources if (Path(s) / "table1.csv").is_file()]
+    archives = [s for s in args.sources if s not in tables]
+    if tables and archives and args.sources.index(archives[0]) < args.sources.index(tables[-1]):
+        raise ValueError("name the results folders (holding table1.csv) before the archives: the table is the "
+                         "oldest record, the archives' sessions come after it")
+    for source in tables:
+        print(json.dumps(restore_table(args.out, source), indent=1))
+    if archives:
+        print(json.dumps(restore(args.out, archives), indent=1))
     return 0

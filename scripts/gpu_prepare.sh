@@ -6,6 +6,7 @@
 #   .gpu/commit           the commit of the code (the device's copy has no usable .git)
 #   .gpu/data/*.txt.xz    the corpora from $VURN_DATA, xz-compressed (2 MiB instead of 9)
 #   .gpu/grid-prev/       the grid's state: every run's record, each unfinished run whole
+#                         (GRID missing: first rebuilt from the committed results/table1 and its state/)
 # Then the device call: carry [".gpu/data", ".gpu/commit", ".gpu/grid-prev"], command
 #   bash scripts/gpu_session.sh $OUT 565
 set -euo pipefail
@@ -24,6 +25,13 @@ for name in war_and_peace linux_kernel; do
   [ -s ".gpu/data/$name.txt.xz" ] || xz -9 -c "$VURN_DATA/$name.txt" > ".gpu/data/$name.txt.xz"
   rm -f ".gpu/data/$name.txt"
 done
+if [ ! -d "$GRID/runs" ]; then
+  # a checkout without the grid folder (runs/ is git-ignored): rebuild its record from the committed
+  # table, and the part-way runs from the committed state, so the device skips what has finished
+  STATE=(); compgen -G "results/table1/state/*.tgz.part-*" > /dev/null && STATE=(results/table1/state)
+  echo "gpu_prepare: no $GRID: restoring it from results/table1 ${STATE[*]}"
+  "$PY" -m lab grid restore "$GRID" results/table1 "${STATE[@]}" > /dev/null
+fi
 if [ -d "$GRID/runs" ]; then
   rm -rf .gpu/grid-prev /tmp/vurn-gpu-pack && mkdir -p .gpu/grid-prev
   "$PY" -m lab grid pack "$GRID" /tmp/vurn-gpu-pack --state-only > /dev/null

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,33 +39,46 @@ def main(argv=None):
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--unfinished", action="store_true", help="also place models still training (best so far)")
+    p.add_argument("--replace", action="store_true",
+                   help="write the map even if it places fewer models than the map.csv there now")
     args = p.parse_args(argv)
     started, t0 = datetime.now(timezone.utc), time.time()
     table = load_table(Path(args.results) / "table1.csv").set_index("name")
     runs = sorted(Path(args.grid, "runs").glob(f"{args.corpus}-*/best.safetensors"))
     if len(runs) < 3:
         sys.exit(f"{len(runs)} {args.corpus} models have a best checkpoint in {args.grid}: t-SNE needs 3 or more")
-    device = pick_device(args.device)
-    corpus = load_corpus(args.corpus)
-    names, probs = [], []
+    chosen = []
     for path in runs:
         if path.parent.name not in table.index:  # trained after the last collect
             print(f"{path.parent.name}: not in table1.csv yet (python -m lab grid collect first): left out")
-            continue
-        if table.loc[path.parent.name, "status"] != "finished" and not args.unfinished:
+        elif table.loc[path.parent.name, "status"] != "finished" and not args.unfinished:
             print(f"{path.parent.name}: not finished ({table.loc[path.parent.name, 'status']}): left out")
-            continue
-        names.append(path.parent.name)
-        probs.append(correct_char_probs(path, device=device, corpus=corpus))  # checked against the corpus
-        print(f"{names[-1]}: mean p(correct) {probs[-1].mean():.4f}", flush=True)
+        else:
+            chosen.append(path)
+    names = [path.parent.name for path in chosen]
     if len(names) < 3:
         sys.exit(f"{len(names)} {args.corpus} models to place (finished and collected"
                  f"{'' if args.unfinished else '; --unfinished adds those still training'}): t-SNE needs 3 or more")
+    dest = Path(args.results)
+    placed = set(pd.read_csv(dest / "map.csv").name) if (dest / "map.csv").is_file() else set()
+    if placed - set(names) and not args.replace:
+        # a grid rebuilt from the committed table (python -m lab grid restore) has no weights of
+        # the models trained before it: their probability vectors cannot be computed again here
+        gone = sorted(placed - set(names))
+        sys.exit(f"{dest / 'map.csv'} places {len(placed)} models and {len(gone)} of them have no best checkpoint "
+                 f"in {args.grid} ({', '.join(gone[:3])}{', ...' if len(gone) > 3 else ''}): this map would lose "
+                 "them. Restore their weights (python -m lab grid restore ... with the archives that hold them) "
+                 "or pass --replace to write a map of only the models that have one")
+    device = pick_device(args.device)
+    corpus = load_corpus(args.corpus)
+    probs = []
+    for name, path in zip(names, chosen):
+        probs.append(correct_char_probs(path, device=device, corpus=corpus))  # checked against the corpus
+        print(f"{name}: mean p(correct) {probs[-1].mean():.4f}", flush=True)
     out = table.loc[names, ["kind", "layers", "row", "status", "test_loss"]].copy()
     xy = orient_map(tsne_map(np.stack(probs), seed=args.seed), out.row.to_numpy())   # axis 1: model size
     out["mean_p_correct"] = [float(v.mean()) for v in probs]
     out["x"], out["y"] = xy[:, 0], xy[:, 1]
-    dest = Path(args.results)
     out.rename_axis("name").to_csv(dest / "map.csv", float_format="%.6g")
     (dest / "map_provenance.json").write_text(json.dumps({
         "command": "python " + " ".join([f"scripts/{Path(__file__).name}", *(argv or sys.argv[1:])]),

@@ -870,3 +870,81 @@ def test_launch_rates_credit_each_launch_to_the_runner_that_made_it(done, tmp_pa
     log.write_text(json.dumps(other) + "\n" + json.dumps(mine) + "\n")
     rates = lab.grid.launch_rates(side).set_index("run")
     assert rates.loc["toy-gru1-64", "parallel"] == 7 and rates.loc["toy-lstm1-64", "parallel"] == 2
+
+
+# -- a grid rebuilt from its committed table (a checkout without runs/) ------------------------
+
+def test_the_committed_table_restores_to_a_grid_that_collects_back_to_the_same_rows(tmp_path):
+    """results/table1 is the grid's record in git: rebuilt into a grid folder and collected
+    again, every finished model's row, block losses and the sessions come back unchanged."""
+    from lab.grid import restore_table
+    committed = lab.grid.ROOT / "results" / "table1"
+    back = restore_table(tmp_path / "grid", committed)
+    table = pd.read_csv(committed / "table1.csv")
+    assert back["runs"] == 72 and back["finished"] == int(table.finished.sum()) and back["kept_local"] == []
+    assert back["lost"] == {r.name: r.epochs_done for r in table.itertuples()
+                            if not r.finished and r.status != "not started"}
+    collect(tmp_path / "grid", tmp_path / "results", command="test")
+    before = (committed / "table1.csv").read_text().splitlines()
+    after = (tmp_path / "results" / "table1.csv").read_text().splitlines()
+    assert after[0] == before[0] and len(after) == len(before)
+    for old, new, row in zip(before[1:], after[1:], table.itertuples()):
+        assert new.split(",")[0] == row.name                    # the committed order
+        if row.finished or row.status == "not started":
+            assert new == old                                    # the very same line
+        else:                                                    # its checkpoints were in the lost folder
+            assert ",not started," in new and new.split(",")[8] == "0"
+    blocks, blocks_back = (pd.read_csv(d / "table1_blocks.csv", index_col="name") for d in (committed, tmp_path / "results"))
+    assert sorted(blocks_back.index) == sorted(table.name[table.finished])
+    assert blocks.loc[blocks_back.index].equals(blocks_back)
+    prov, prov_back = (json.loads((d / "table1_provenance.json").read_text()) for d in (committed, tmp_path / "results"))
+    for key in ("sessions", "adopted", "total_wall_seconds", "elapsed_wall_seconds", "total_device_seconds",
+                "mean_gpu_utilisation", "first_start", "last_end", "devices"):
+        assert prov_back[key] == prov[key], key
+    again = restore_table(tmp_path / "grid", committed)          # twice: nothing overwritten, no session twice
+    assert again["kept_local"] and again["sessions"] == 0 and again["runs"] == 72 - len(again["kept_local"])
+
+
+def test_a_grid_restored_from_its_table_skips_what_finished_and_retrains_what_was_lost(done, tmp_path):
+    from lab.grid import restore_table
+    corpus = done["corpus"]
+    shutil.copytree(done["out"], tmp_path / "old")
+    shutil.rmtree(tmp_path / "old" / "runs" / "toy-gru1-64")
+    tiny_grid(tmp_path / "old", corpus, ("gru",), child_seconds=0.01)    # stopped part-way
+    old = collect(tmp_path / "old", tmp_path / "results")
+    assert list(old.status) == ["finished", "finished", "stopped"]
+    back = restore_table(tmp_path / "new", tmp_path / "results")         # the checkpoints are gone
+    assert back["finished"] == 2 and list(back["lost"]) == ["toy-gru1-64"]
+    assert not list((tmp_path / "new").rglob("*.safetensors"))
+    report = tiny_grid(tmp_path / "new", corpus)
+    assert sorted(report["skipped_finished"]) == ["toy-lstm1-64", "toy-rnn1-64"]
+    assert report["finished"] == ["toy-gru1-64"]                        # trained from its first step
+    assert json.loads((tmp_path / "new" / "runs" / "toy-gru1-64" / "grid.json").read_text())["launches"][0]["resumed"] is False
+    new = collect(tmp_path / "new", None)
+    assert list(new.name) == list(old.name) and list(new.status) == ["finished"] * 3
+    written = pd.read_csv(tmp_path / "results" / "table1.csv")             # the record: 6 digits
+    assert new.test_loss[:2].tolist() == written.test_loss[:2].tolist()
+    # the trip to a GPU session carries the restored records: the device skips them too
+    pack(tmp_path / "new", tmp_path / "trip", state_only=True)
+    restore(tmp_path / "device", [tmp_path / "trip"])
+    device = collect(tmp_path / "device", None)
+    pd.testing.assert_frame_equal(device.iloc[:2], new.iloc[:2], check_dtype=False)
+    assert list(device.status) == ["finished"] * 3
+
+
+def test_grid_restore_takes_the_table_first_and_names_what_is_wrong(done, tmp_path, capsys):
+    collect(done["out"], tmp_path / "results")
+    pack(done["out"], tmp_path / "trip", state_only=True)
+    assert main(["grid", "restore", str(tmp_path / "g"), str(tmp_path / "trip"), str(tmp_path / "results")]) == 2
+    assert "name the results folders (holding table1.csv) before the archives" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
+    assert main(["grid", "restore", str(tmp_path / "g"), str(tmp_path / "results"), str(tmp_path / "trip")]) == 0
+    back = collect(tmp_path / "g", None)     # the archive's records (full precision) over the table's 6 digits
+    assert back.test_loss.tolist() == collect(done["out"], None).test_loss.tolist()
+    from lab.grid import restore_table
+    with pytest.raises(FileNotFoundError, match=r"no .*nowhere/table1.csv: restore_table wants the folder"):
+        restore_table(tmp_path / "h", tmp_path / "nowhere")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "table1.csv").write_text("name,test_loss\nx,1.0\n")
+    with pytest.raises(ValueError, match=r"lacks columns \['corpus'"):
+        restore_table(tmp_path / "h", tmp_path / "bad")

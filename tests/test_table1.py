@@ -169,3 +169,26 @@ def test_orient_map_is_a_rotation_that_puts_model_size_on_the_first_axis():
     assert np.isclose(np.linalg.det(np.linalg.lstsq(xy - xy.mean(0), out - out.mean(0), rcond=None)[0]), 1)
     means = {r: out[rows == r, 0].mean() for r in (64, 128, 256)}
     assert means[64] < means[128] < means[256] and np.isclose(out[rows == 64, 1].mean(), out[rows == 256, 1].mean())
+
+
+def test_the_map_script_refuses_to_drop_models_it_cannot_place_again(tmp_path):
+    """A grid rebuilt from the committed table has no weights of the mapped models: writing a
+    map of the few that have weights would lose the others, so it is refused before any work."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lab.results import results_dir
+    results = tmp_path / "table1"
+    shutil.copytree(results_dir() / "table1", results)
+    mapped = pd.read_csv(results / "map.csv").name.tolist()
+    for name in mapped[:3]:     # three of them with a (never read) best checkpoint
+        (tmp_path / "grid" / "runs" / name).mkdir(parents=True)
+        (tmp_path / "grid" / "runs" / name / "best.safetensors").write_bytes(b"")
+    before = (results / "map.csv").read_bytes()
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" / "table1_map.py"), "--grid",
+                           str(tmp_path / "grid"), "--results", str(results)], capture_output=True, text=True)
+    assert done.returncode == 1 and (results / "map.csv").read_bytes() == before
+    assert f"places {len(mapped)} models and {len(mapped) - 3} of them have no best checkpoint" in done.stderr
+    assert "--replace" in done.stderr
