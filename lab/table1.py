@@ -11,7 +11,8 @@ contiguous blocks of the test split). This module reads them:
   the RNN; two layers beat one; two against three layers is mixed) tested on every pair
   of models it concerns, with a paired block bootstrap (:func:`paired_difference`);
 * :func:`correct_char_probs` and :func:`tsne_map`: the paper's t-SNE of the models, from
-  each model's probability of the correct character over the test split.
+  each model's probability of the correct character over the test split (kept, every
+  8th position, by :func:`save_vectors`).
 
     >>> table = pd.DataFrame({"name": ["a-lstm1-64"], "corpus": ["war_and_peace"], "kind": ["lstm"],
     ...                       "layers": [1], "row": [64], "test_loss": [1.5], "status": ["finished"]})
@@ -334,6 +335,82 @@ def correct_char_probs(checkpoint, ids=None, device=None, corpus=None) -> np.nda
         ids = corpus.split_ids("test") if ids is None else ids
     with torch.no_grad():
         return torch.exp(-char_losses(model, ids)).float().cpu().numpy()
+
+
+VECTOR_STRIDE = 8   # the map's vectors keep every 8th test position: 40k of War and Peace's 320k
+
+
+def load_vectors(path, corpus=None) -> dict[str, np.ndarray]:
+    """The committed p(correct) vectors of the map (``results/table1/map_vectors.npz``): name -> float16.
+
+    Each is :func:`correct_char_probs` at every :data:`VECTOR_STRIDE`-th test position,
+    kept so that the map can be drawn again without the models' weights (the grid folder
+    that held them is not in git). An absent file is no vectors; ``corpus`` (a
+    :class:`lab.corpus.Corpus`) is checked against the one they were computed on.
+
+        >>> import tempfile; from pathlib import Path
+        >>> from lab.corpus import Corpus
+        >>> toy = Corpus.from_text("toy", "the cat sat on the mat. " * 200)
+        >>> path = Path(tempfile.mkdtemp()) / "v.npz"
+        >>> save_vectors(path, {"toy-lstm1-64": np.full(toy.split_ids("test").numel(), 0.25)}, toy)
+        >>> v = load_vectors(path, toy)["toy-lstm1-64"]
+        >>> v.dtype, v.size == -(-toy.split_ids("test").numel() // VECTOR_STRIDE), float(v[0])
+        (dtype('float16'), True, 0.25)
+        >>> load_vectors(path.parent / "none.npz")
+        {}
+    """
+    import json
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["__meta__"]))
+        vectors = {k: z[k] for k in z.files if k != "__meta__"}
+    if meta.get("stride") != VECTOR_STRIDE:
+        raise ValueError(f"{path} keeps every {meta.get('stride')}th test position, this version every "
+                         f"{VECTOR_STRIDE}th: compute the vectors again (scripts/table1_map.py)")
+    if corpus is not None and meta.get("corpus_sha256") != corpus.sha256:
+        raise ValueError(f"{path} was computed on corpus {meta.get('corpus')!r} (sha256 "
+                         f"{str(meta.get('corpus_sha256'))[:12]}...), not on {corpus.name!r} (sha256 "
+                         f"{corpus.sha256[:12]}...): its vectors do not belong to this test split")
+    return vectors
+
+
+def save_vectors(path, vectors, corpus) -> None:
+    """Write ``vectors`` (name -> p(correct) at every test position, or already strided) to ``path``.
+
+    Full-length vectors are cut to every :data:`VECTOR_STRIDE`-th position and stored as
+    float16 in a compressed ``.npz`` with the corpus they belong to (see :func:`load_vectors`).
+
+        >>> import tempfile; from pathlib import Path
+        >>> from lab.corpus import Corpus
+        >>> toy = Corpus.from_text("toy", "the cat sat on the mat. " * 200)
+        >>> try: save_vectors(Path(tempfile.mkdtemp()) / "v.npz", {"toy-rnn1-64": np.ones(7)}, toy)
+        ... except ValueError as e: print(e)
+        toy-rnn1-64: a vector of 7 values; the test split of toy has 480 positions (60 kept)
+    """
+    import json
+
+    from lab.files import atomic_write
+    n = corpus.split_ids("test").numel()
+    short = -(-n // VECTOR_STRIDE)
+    out = {}
+    for name, v in vectors.items():
+        v = np.asarray(v)
+        if v.size == n:
+            v = v[::VECTOR_STRIDE]
+        if v.size != short:
+            raise ValueError(f"{name}: a vector of {v.size} values; the test split of {corpus.name} has {n} "
+                             f"positions ({short} kept)")
+        out[name] = v.astype(np.float16)
+    meta = {"corpus": corpus.name, "corpus_sha256": corpus.sha256, "test_chars": n, "stride": VECTOR_STRIDE,
+            "what": "probability of the correct next character (lab.table1.correct_char_probs) at test "
+                    "positions 0, stride, 2 stride, ..."}
+
+    def write(tmp):
+        with open(tmp, "wb") as f:   # a file object: np.savez would add ".npz" to a name without it
+            np.savez_compressed(f, __meta__=np.array(json.dumps(meta)), **out)
+    atomic_write(Path(path), write)
 
 
 def tsne_map(probs: np.ndarray, seed: int = 0, perplexity: float | None = None) -> np.ndarray:

@@ -1,11 +1,19 @@
 """The paper's t-SNE of the models (§4.1): one point per War and Peace model of the grid.
 
-Each model is the vector of probabilities it gives the correct next character over the
-whole test split (:func:`lab.table1.correct_char_probs`, from its best checkpoint); the
-vectors are embedded in 2-D with t-SNE (:func:`lab.table1.tsne_map`). Writes
-``results/table1/map.csv`` (name, kind, layers, row, status, test loss, x, y) and
-``map_provenance.json`` beside it. Only finished models are placed (``--unfinished``
-adds those still training, from their best checkpoint so far).
+Each model is the vector of probabilities it gives the correct next character on the test
+split (:func:`lab.table1.correct_char_probs`, from its best checkpoint), at every 8th
+position; the vectors are embedded in 2-D with t-SNE (:func:`lab.table1.tsne_map`).
+
+The vectors of finished models are kept in ``results/table1/map_vectors.npz``
+(:func:`lab.table1.save_vectors`, float16): the grid folder that holds the weights is not
+in git, so a later checkout draws the map from them. Weights are looked for in the grid
+(``runs/NAME/best.safetensors``), then among the kept checkpoints
+(``results/checkpoints/NAME.safetensors``), then for an adopted run at the checkpoint it was
+adopted from. The map (``map.csv``: name, kind, layers, row, status, test loss, mean
+p(correct), x, y; ``map_provenance.json``) is drawn again only when no model it places
+would be left out for want of a vector (``--replace`` overrides); the vectors are saved
+either way. Only finished models are placed (``--unfinished`` adds those still training,
+from their best checkpoint so far; their vectors are not kept).
 
     python scripts/table1_map.py                         # grid in runs/grid, corpus War and Peace
     python scripts/table1_map.py --grid runs/grid --corpus war_and_peace --device cuda
@@ -27,8 +35,26 @@ sys.path.insert(0, str(ROOT))
 
 from lab.checkpoint import code_commit
 from lab.corpus import load_corpus
-from lab.table1 import correct_char_probs, default_perplexity, load_table, orient_map, tsne_map
+from lab.table1 import (
+    VECTOR_STRIDE,
+    correct_char_probs,
+    default_perplexity,
+    load_table,
+    load_vectors,
+    orient_map,
+    save_vectors,
+    tsne_map,
+)
 from lab.train import pick_device
+
+
+def weights(name: str, grid: Path, kept: Path, adopted: dict) -> Path | None:
+    """The best checkpoint of model ``name`` on this machine, or None."""
+    for path in (grid / "runs" / name / "best.safetensors", kept / f"{name}.safetensors",
+                 ROOT / adopted.get(name, "/nonexistent")):
+        if path.is_file():
+            return path
+    return None
 
 
 def main(argv=None):
@@ -36,57 +62,69 @@ def main(argv=None):
     p.add_argument("--grid", default=str(ROOT / "runs" / "grid"), help="grid folder (python -m lab grid run)")
     p.add_argument("--corpus", default="war_and_peace")
     p.add_argument("--results", default=str(ROOT / "results" / "table1"))
+    p.add_argument("--kept", default=str(ROOT / "results" / "checkpoints"), help="folder of kept checkpoints")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--unfinished", action="store_true", help="also place models still training (best so far)")
     p.add_argument("--replace", action="store_true",
-                   help="write the map even if it places fewer models than the map.csv there now")
+                   help="draw the map even if a model the map.csv there places now has no vector")
     args = p.parse_args(argv)
     started, t0 = datetime.now(timezone.utc), time.time()
-    table = load_table(Path(args.results) / "table1.csv").set_index("name")
-    runs = sorted(Path(args.grid, "runs").glob(f"{args.corpus}-*/best.safetensors"))
-    if len(runs) < 3:
-        sys.exit(f"{len(runs)} {args.corpus} models have a best checkpoint in {args.grid}: t-SNE needs 3 or more")
-    chosen = []
-    for path in runs:
-        if path.parent.name not in table.index:  # trained after the last collect
-            print(f"{path.parent.name}: not in table1.csv yet (python -m lab grid collect first): left out")
-        elif table.loc[path.parent.name, "status"] != "finished" and not args.unfinished:
-            print(f"{path.parent.name}: not finished ({table.loc[path.parent.name, 'status']}): left out")
-        else:
-            chosen.append(path)
-    names = [path.parent.name for path in chosen]
-    if len(names) < 3:
-        sys.exit(f"{len(names)} {args.corpus} models to place (finished and collected"
-                 f"{'' if args.unfinished else '; --unfinished adds those still training'}): t-SNE needs 3 or more")
     dest = Path(args.results)
-    placed = set(pd.read_csv(dest / "map.csv").name) if (dest / "map.csv").is_file() else set()
-    if placed - set(names) and not args.replace:
-        # a grid rebuilt from the committed table (python -m lab grid restore) has no weights of
-        # the models trained before it: their probability vectors cannot be computed again here
-        gone = sorted(placed - set(names))
-        sys.exit(f"{dest / 'map.csv'} places {len(placed)} models and {len(gone)} of them have no best checkpoint "
-                 f"in {args.grid} ({', '.join(gone[:3])}{', ...' if len(gone) > 3 else ''}): this map would lose "
-                 "them. Restore their weights (python -m lab grid restore ... with the archives that hold them) "
-                 "or pass --replace to write a map of only the models that have one")
-    device = pick_device(args.device)
+    table = load_table(dest / "table1.csv").set_index("name")
+    prov = json.loads((dest / "table1_provenance.json").read_text()) if (dest / "table1_provenance.json").is_file() else {}
+    adopted = {a["name"]: a["checkpoint"] for a in prov.get("adopted", []) if a.get("checkpoint")}
+    wanted = []
+    for name, row in table[table.index.str.startswith(f"{args.corpus}-")].iterrows():
+        if row.status == "finished" or (args.unfinished and row.status != "not started"):
+            wanted.append(name)
     corpus = load_corpus(args.corpus)
-    probs = []
-    for name, path in zip(names, chosen):
-        probs.append(correct_char_probs(path, device=device, corpus=corpus))  # checked against the corpus
-        print(f"{name}: mean p(correct) {probs[-1].mean():.4f}", flush=True)
+    cache = dest / "map_vectors.npz"
+    kept = load_vectors(cache, corpus)
+    device = pick_device(args.device)
+    vectors, computed = {}, []
+    for name in wanted:
+        path = weights(name, Path(args.grid), Path(args.kept), adopted)
+        if path is not None:
+            full = correct_char_probs(path, device=device, corpus=corpus)   # checked against the corpus
+            vectors[name] = full[::VECTOR_STRIDE].astype(np.float16)
+            computed.append(name)
+            print(f"{name}: mean p(correct) {full.mean():.4f} ({path})", flush=True)
+        elif name in kept:
+            vectors[name] = kept[name]
+    finished = {n: v for n, v in vectors.items() if table.loc[n, "status"] == "finished"}
+    if set(finished) - set(kept) or any(not np.array_equal(finished[n], kept[n]) for n in finished if n in kept):
+        save_vectors(cache, {**kept, **finished}, corpus)
+        print(f"kept the vectors of {len({**kept, **finished})} models in {cache}")
+    names = [n for n in wanted if n in vectors]
+    placed = set(pd.read_csv(dest / "map.csv").name) if (dest / "map.csv").is_file() else set()
+    gone = sorted(placed - set(names))
+    if gone and not args.replace:
+        # a grid rebuilt from the committed table (python -m lab grid restore) has no weights of
+        # the models trained before it: only their kept vectors can place them again
+        sys.exit(f"map not drawn: {dest / 'map.csv'} places {len(placed)} models and {len(gone)} of them have "
+                 f"neither a vector in {cache.name} nor a best checkpoint here ({', '.join(gone[:3])}"
+                 f"{', ...' if len(gone) > 3 else ''}): the map would lose them. Train or restore them, or pass "
+                 "--replace to draw a map of only the models that have one")
+    if len(names) < 3:
+        sys.exit(f"{len(names)} {args.corpus} models to place (finished, with a vector or weights"
+                 f"{'' if args.unfinished else '; --unfinished adds those still training'}): t-SNE needs 3 or more")
+    probs = np.stack([vectors[n].astype(np.float32) for n in names])
     out = table.loc[names, ["kind", "layers", "row", "status", "test_loss"]].copy()
-    xy = orient_map(tsne_map(np.stack(probs), seed=args.seed), out.row.to_numpy())   # axis 1: model size
-    out["mean_p_correct"] = [float(v.mean()) for v in probs]
+    xy = orient_map(tsne_map(probs, seed=args.seed), out.row.to_numpy())   # axis 1: model size
+    out["mean_p_correct"] = probs.mean(1)
     out["x"], out["y"] = xy[:, 0], xy[:, 1]
     out.rename_axis("name").to_csv(dest / "map.csv", float_format="%.6g")
     (dest / "map_provenance.json").write_text(json.dumps({
         "command": "python " + " ".join([f"scripts/{Path(__file__).name}", *(argv or sys.argv[1:])]),
         "code_commit": code_commit(), "device": str(device), "started": started.isoformat(timespec="seconds"),
-        "seconds": round(time.time() - t0, 1), "models": len(names), "test_chars": int(probs[0].size),
+        "seconds": round(time.time() - t0, 1), "models": len(names), "test_chars": int(corpus.split_ids("test").numel()),
+        "positions": int(probs.shape[1]), "stride": VECTOR_STRIDE,
         "tsne": {"library": "scikit-learn TSNE", "init": "pca", "random_state": args.seed,
                  "perplexity": default_perplexity(len(names))},
-        "vectors": "probability of the correct next character at every test position, from best.safetensors",
+        "vectors": f"probability of the correct next character at every {VECTOR_STRIDE}th test position: "
+                   f"computed now from best checkpoints for {len(computed)} models, from {cache.name} for "
+                   f"{len(names) - len(computed)}",
     }, indent=1) + "\n")
     print(f"wrote {dest / 'map.csv'} ({len(names)} models)")
 

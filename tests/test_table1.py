@@ -171,24 +171,50 @@ def test_orient_map_is_a_rotation_that_puts_model_size_on_the_first_axis():
     assert means[64] < means[128] < means[256] and np.isclose(out[rows == 64, 1].mean(), out[rows == 256, 1].mean())
 
 
-def test_the_map_script_refuses_to_drop_models_it_cannot_place_again(tmp_path):
-    """A grid rebuilt from the committed table has no weights of the mapped models: writing a
-    map of the few that have weights would lose the others, so it is refused before any work."""
+def test_the_map_keeps_its_vectors_and_never_drops_a_model_it_cannot_place_again(tmp_path):
+    """A grid rebuilt from the committed table has no weights of the models trained before:
+    the map is drawn again only when every model it places has a vector (kept in
+    map_vectors.npz, or computed from weights here), and the vectors it computes are kept."""
+    import json
     import shutil
     import subprocess
     import sys
     from pathlib import Path
 
+    from lab.corpus import load_corpus
     from lab.results import results_dir
     results = tmp_path / "table1"
     shutil.copytree(results_dir() / "table1", results)
-    mapped = pd.read_csv(results / "map.csv").name.tolist()
-    for name in mapped[:3]:     # three of them with a (never read) best checkpoint
+    (results / "map_vectors.npz").unlink(missing_ok=True)
+    prov = json.loads((results / "table1_provenance.json").read_text())
+    (results / "table1_provenance.json").write_text(json.dumps({**prov, "adopted": []}))  # no LSTM2-512 here
+    three = ["war_and_peace-lstm1-64", "war_and_peace-gru3-128", "war_and_peace-lstm3-128"]
+    for name in three:          # the kept checkpoints, as a grid's best weights
         (tmp_path / "grid" / "runs" / name).mkdir(parents=True)
-        (tmp_path / "grid" / "runs" / name / "best.safetensors").write_bytes(b"")
+        shutil.copy(results_dir() / "checkpoints" / f"{name}.safetensors",
+                    tmp_path / "grid" / "runs" / name / "best.safetensors")
+    (tmp_path / "none").mkdir()
+    script = str(Path(__file__).resolve().parents[1] / "scripts" / "table1_map.py")
+
+    def draw(*extra):
+        return subprocess.run([sys.executable, script, "--grid", str(tmp_path / "grid"), "--results", str(results),
+                               "--kept", str(tmp_path / "none"), "--device", "cpu", *extra],
+                              capture_output=True, text=True)
+    placed = pd.read_csv(results / "map.csv")
     before = (results / "map.csv").read_bytes()
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" / "table1_map.py"), "--grid",
-                           str(tmp_path / "grid"), "--results", str(results)], capture_output=True, text=True)
-    assert done.returncode == 1 and (results / "map.csv").read_bytes() == before
-    assert f"places {len(mapped)} models and {len(mapped) - 3} of them have no best checkpoint" in done.stderr
-    assert "--replace" in done.stderr
+    done = draw()
+    assert done.returncode == 1 and (results / "map.csv").read_bytes() == before, done.stderr
+    assert f"places {len(placed)} models and {len(placed) - 3} of them have neither a vector" in done.stderr
+    corpus = load_corpus("war_and_peace")
+    vectors = T.load_vectors(results / "map_vectors.npz", corpus)
+    assert sorted(vectors) == sorted(three)                              # kept although the map was not drawn
+    full = T.correct_char_probs(results_dir() / "checkpoints" / "war_and_peace-lstm1-64.safetensors",
+                                device="cpu", corpus=corpus)
+    assert np.array_equal(vectors["war_and_peace-lstm1-64"], full[::T.VECTOR_STRIDE].astype(np.float16))
+    assert draw("--replace").returncode == 0
+    first = pd.read_csv(results / "map.csv")
+    assert sorted(first.name) == sorted(three)
+    shutil.rmtree(tmp_path / "grid")                                     # the weights are gone: the vectors draw it
+    assert draw().returncode == 0
+    pd.testing.assert_frame_equal(pd.read_csv(results / "map.csv"), first)
+    assert "from map_vectors.npz for 3" in (results / "map_provenance.json").read_text()
