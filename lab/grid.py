@@ -1217,17 +1217,33 @@ def _archived_step(tar: tarfile.TarFile, member: tarfile.TarInfo) -> int:
 
 def _merge_log(path: Path, before: list[str]) -> None:
     """``grid_log.jsonl`` as the union of its lines before and after an archive was unpacked,
-    in order of their sessions' start: a session recorded on either side is kept."""
+    in order of their sessions' start: a session recorded on either side is kept, once (a
+    session is its start and command; the record that lists its runs wins over one restored
+    from the table's provenance, which does not)."""
     after = path.read_text().splitlines() if path.is_file() else []
-    lines = list(dict.fromkeys(line for line in before + after if line.strip()))
+    sessions: dict = {}
+    for line in before + after:
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            rec = None
+        if not isinstance(rec, dict):
+            sessions.setdefault(line, line)
+            continue
+        key = ("session", rec.get("start"), rec.get("command"))
+        if key not in sessions or ("runs" in rec and "runs" not in json.loads(sessions[key])):
+            sessions[key] = line
 
     def start(line):
         try:
             return json.loads(line).get("start") or ""
         except json.JSONDecodeError:
             return ""
+    lines = sorted(sessions.values(), key=start)
     if lines != after:
-        atomic_write(path, lambda tmp: Path(tmp).write_text("".join(x + "\n" for x in sorted(lines, key=start))))
+        atomic_write(path, lambda tmp: Path(tmp).write_text("".join(x + "\n" for x in lines)))
 
 
 def restore(out_dir, sources: Sequence) -> dict:
@@ -1422,9 +1438,10 @@ def restore_table(out_dir, results_dir) -> dict:
     before = log.read_text().splitlines() if log.is_file() else []
     have = {(s.get("start"), s.get("command")) for s in _sessions(out_dir)}
     new = [json.dumps(s) for s in prov.get("sessions", []) if (s.get("start"), s.get("command")) not in have]
-    if new:
-        log.write_text("".join(x + "\n" for x in before + new))
-        _merge_log(log, before)   # in order of the sessions' start
+    if new and not before:   # the provenance's own order (that of the log it was collected from)
+        atomic_write(log, lambda tmp: Path(tmp).write_text("".join(x + "\n" for x in new)))
+    elif new:
+        _merge_log(log, before + new)   # into a log of its own: in order of the sessions' start
     return {"grid": str(out_dir), "runs": len(table) - len(kept), "finished": finished, "lost": lost,
             "kept_local": kept, "sessions": len(new)}
 
@@ -1596,6 +1613,7 @@ def adopt(out_dir, name: str, checkpoint, curve, *, wall_s: float | None = None,
                    "best_elapsed_s": meta.get("elapsed_s"), "adopted": source}
         _write_json(staging / "summary.json", summary)
         if run_dir.exists():
+            (run_dir / TABLED).unlink(missing_ok=True)   # a not-started row restored from the table
             run_dir.rmdir()   # an empty folder only (checked above: nothing of a run is there)
         staging.rename(run_dir)
     except BaseException:

@@ -352,9 +352,10 @@ def load_vectors(path, corpus=None) -> dict[str, np.ndarray]:
         >>> from lab.corpus import Corpus
         >>> toy = Corpus.from_text("toy", "the cat sat on the mat. " * 200)
         >>> path = Path(tempfile.mkdtemp()) / "v.npz"
-        >>> save_vectors(path, {"toy-lstm1-64": np.full(toy.split_ids("test").numel(), 0.25)}, toy)
+        >>> n = toy.split_ids("test").numel() - 1          # as many as correct_char_probs gives
+        >>> save_vectors(path, {"toy-lstm1-64": np.full(n, 0.25)}, toy)
         >>> v = load_vectors(path, toy)["toy-lstm1-64"]
-        >>> v.dtype, v.size == -(-toy.split_ids("test").numel() // VECTOR_STRIDE), float(v[0])
+        >>> v.dtype, v.size == -(-n // VECTOR_STRIDE), float(v[0])
         (dtype('float16'), True, 0.25)
         >>> load_vectors(path.parent / "none.npz")
         {}
@@ -387,12 +388,12 @@ def save_vectors(path, vectors, corpus) -> None:
         >>> toy = Corpus.from_text("toy", "the cat sat on the mat. " * 200)
         >>> try: save_vectors(Path(tempfile.mkdtemp()) / "v.npz", {"toy-rnn1-64": np.ones(7)}, toy)
         ... except ValueError as e: print(e)
-        toy-rnn1-64: a vector of 7 values; the test split of toy has 480 positions (60 kept)
+        toy-rnn1-64: a vector of 7 values; the test split of toy has 479 positions (60 kept)
     """
     import json
 
     from lab.files import atomic_write
-    n = corpus.split_ids("test").numel()
+    n = corpus.split_ids("test").numel() - 1   # a probability for each character that has a next one
     short = -(-n // VECTOR_STRIDE)
     out = {}
     for name, v in vectors.items():

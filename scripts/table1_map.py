@@ -12,7 +12,8 @@ in git, so a later checkout draws the map from them. Weights are looked for in t
 adopted from. The map (``map.csv``: name, kind, layers, row, status, test loss, mean
 p(correct), x, y; ``map_provenance.json``) is drawn again only when no model it places
 would be left out for want of a vector (``--replace`` overrides); the vectors are saved
-either way. Only finished models are placed (``--unfinished`` adds those still training,
+either way. Another corpus than War and Peace writes ``map_CORPUS.csv`` and
+``map_vectors_CORPUS.npz``. Only finished models are placed (``--unfinished`` adds those still training,
 from their best checkpoint so far; their vectors are not kept).
 
     python scripts/table1_map.py                         # grid in runs/grid, corpus War and Peace
@@ -79,7 +80,8 @@ def main(argv=None):
         if row.status == "finished" or (args.unfinished and row.status != "not started"):
             wanted.append(name)
     corpus = load_corpus(args.corpus)
-    cache = dest / "map_vectors.npz"
+    own = "" if args.corpus == "war_and_peace" else f"_{args.corpus}"   # the paper's map is War and Peace's
+    cache, map_csv, map_prov = dest / f"map_vectors{own}.npz", dest / f"map{own}.csv", dest / f"map{own}_provenance.json"
     kept = load_vectors(cache, corpus)
     device = pick_device(args.device)
     vectors, computed = {}, []
@@ -92,17 +94,19 @@ def main(argv=None):
             print(f"{name}: mean p(correct) {full.mean():.4f} ({path})", flush=True)
         elif name in kept:
             vectors[name] = kept[name]
+        else:
+            print(f"{name}: neither weights here nor a kept vector: left out")
     finished = {n: v for n, v in vectors.items() if table.loc[n, "status"] == "finished"}
     if set(finished) - set(kept) or any(not np.array_equal(finished[n], kept[n]) for n in finished if n in kept):
         save_vectors(cache, {**kept, **finished}, corpus)
         print(f"kept the vectors of {len({**kept, **finished})} models in {cache}")
     names = [n for n in wanted if n in vectors]
-    placed = set(pd.read_csv(dest / "map.csv").name) if (dest / "map.csv").is_file() else set()
+    placed = set(pd.read_csv(map_csv).name) if map_csv.is_file() else set()
     gone = sorted(placed - set(names))
     if gone and not args.replace:
         # a grid rebuilt from the committed table (python -m lab grid restore) has no weights of
         # the models trained before it: only their kept vectors can place them again
-        sys.exit(f"map not drawn: {dest / 'map.csv'} places {len(placed)} models and {len(gone)} of them have "
+        sys.exit(f"map not drawn: {map_csv} places {len(placed)} models and {len(gone)} of them have "
                  f"neither a vector in {cache.name} nor a best checkpoint here ({', '.join(gone[:3])}"
                  f"{', ...' if len(gone) > 3 else ''}): the map would lose them. Train or restore them, or pass "
                  "--replace to draw a map of only the models that have one")
@@ -114,11 +118,11 @@ def main(argv=None):
     xy = orient_map(tsne_map(probs, seed=args.seed), out.row.to_numpy())   # axis 1: model size
     out["mean_p_correct"] = probs.mean(1)
     out["x"], out["y"] = xy[:, 0], xy[:, 1]
-    out.rename_axis("name").to_csv(dest / "map.csv", float_format="%.6g")
-    (dest / "map_provenance.json").write_text(json.dumps({
+    out.rename_axis("name").to_csv(map_csv, float_format="%.6g")
+    map_prov.write_text(json.dumps({
         "command": "python " + " ".join([f"scripts/{Path(__file__).name}", *(argv or sys.argv[1:])]),
         "code_commit": code_commit(), "device": str(device), "started": started.isoformat(timespec="seconds"),
-        "seconds": round(time.time() - t0, 1), "models": len(names), "test_chars": int(corpus.split_ids("test").numel()),
+        "seconds": round(time.time() - t0, 1), "models": len(names), "test_chars": int(corpus.split_ids("test").numel()) - 1,
         "positions": int(probs.shape[1]), "stride": VECTOR_STRIDE,
         "tsne": {"library": "scikit-learn TSNE", "init": "pca", "random_state": args.seed,
                  "perplexity": default_perplexity(len(names))},
@@ -126,7 +130,7 @@ def main(argv=None):
                    f"computed now from best checkpoints for {len(computed)} models, from {cache.name} for "
                    f"{len(names) - len(computed)}",
     }, indent=1) + "\n")
-    print(f"wrote {dest / 'map.csv'} ({len(names)} models)")
+    print(f"wrote {map_csv} ({len(names)} models)")
 
 
 if __name__ == "__main__":

@@ -948,3 +948,33 @@ def test_grid_restore_takes_the_table_first_and_names_what_is_wrong(done, tmp_pa
     (tmp_path / "bad" / "table1.csv").write_text("name,test_loss\nx,1.0\n")
     with pytest.raises(ValueError, match=r"lacks columns \['corpus'"):
         restore_table(tmp_path / "h", tmp_path / "bad")
+
+
+def test_an_archive_packed_before_the_table_restore_adds_no_session_twice(tmp_path):
+    """The table's provenance holds each session without its planned runs; an older archive's
+    log holds the same session with them: one record stays (the fuller), in start order."""
+    from lab.grid import _merge_log, _sessions
+    full = {"command": "grid run a", "start": "2026-01-01T10:00:00+00:00", "wall_s": 5.0, "runs": [{"name": "x"}]}
+    later = {"command": "grid run b", "start": "2026-01-02T10:00:00+00:00", "wall_s": 7.0}
+    stripped = {k: v for k, v in full.items() if k != "runs"}
+    log = tmp_path / "grid_log.jsonl"
+    log.write_text(json.dumps(later) + "\n" + json.dumps(stripped) + "\n")     # as restore_table wrote them
+    _merge_log(log, [json.dumps(full)])                                       # the archive's copy
+    assert _sessions(tmp_path) == [full, later]
+    _merge_log(log, [json.dumps(stripped)])                                   # and never the poorer copy again
+    assert _sessions(tmp_path)[:2] == [full, later]
+
+
+def test_adopt_into_a_run_the_table_restored_as_not_started(done, tmp_path):
+    from lab.grid import restore_table
+    ckpt, csv = outside_run(done, tmp_path)
+    table = collect(done["out"], None)
+    table.loc[table.name == "toy-lstm1-64", ["finished", "status"]] = [False, "not started"]
+    (tmp_path / "results").mkdir()
+    table.to_csv(tmp_path / "results" / "table1.csv", index=False)
+    assert restore_table(tmp_path / "g", tmp_path / "results")["finished"] == 2
+    summary = lab.grid.adopt(tmp_path / "g", "toy-lstm1-64", ckpt, csv, command="test",
+                             **toy_selection(done["corpus"]))
+    run = tmp_path / "g" / "runs" / "toy-lstm1-64"
+    assert run_state(run) == "finished" and not (run / "from_table.json").exists()
+    assert collect(tmp_path / "g", None).set_index("name").loc["toy-lstm1-64"].test_loss == summary["test_loss"]
