@@ -65,10 +65,14 @@ def shown_examples(widget) -> list[dict]:
 
 
 def click_bar(page, widget, model: str, category: str, before: int) -> None:
+    """Click a bar and wait until the explorer shows that category's examples: a render counted
+    after ``before`` is not enough on a loaded machine, where the notebook's own first render can
+    land after the count was read (the CI of 2026-11-27 07:27 saw the old examples still shown)."""
     widget.locator(f'.vurn-err-bar[data-model="{model}"][data-category="{category}"]').click()
-    page.wait_for_function("([el, n]) => +(el.dataset.rendered || 0) > n && "
-                           "el.querySelectorAll('.vurn-err-example').length > 0",
-                           arg=[widget.element_handle(), before], timeout=30_000)
+    page.wait_for_function("([el, n, cat]) => +(el.dataset.rendered || 0) > n && (() => {"
+                           "  const f = [...el.querySelectorAll('.vurn-err-example')].map(ex => ex.querySelector('.vurn-err-focus'));"
+                           "  return f.length > 0 && f.every(x => x && x.dataset.cat === cat); })()",
+                           arg=[widget.element_handle(), before, category], timeout=30_000)
 
 
 def rendered(widget) -> int:
