@@ -1324,7 +1324,7 @@ def restore(out_dir, sources: Sequence) -> dict:
             for name in finished_there - done_here - skip:   # finished there only: no stale checkpoint of it stays
                 if name in local:
                     for f in local[name].iterdir():
-                        if f.name != LOCK:
+                        if f.name not in (LOCK, TABLED):   # the lock, and its place in the table
                             shutil.rmtree(f) if f.is_dir() else f.unlink()
             mine = [m for m in members if run_of[m.name] not in skip]
             kept_local |= {run_of[m.name] for m in members} & skip

@@ -6,8 +6,8 @@
 #   FILES_AT  the folder the device reply's files were copied to (its files_at)
 #   NAME      the session's folder under runs/grid-sessions (default: s<next number>)
 # Environment: GRID (default runs/grid), RESULTS (default results/table1), VURN_DATA (the corpora)
-# Then read results/table1/ (git diff), update results/table1/README.md's sessions table and
-# commit; a benchmark in the files (bench_trace_gpu.txt) goes to results/bench_trace_gpu.md by hand.
+# Then read results/table1/ (git diff; state/ holds the runs left part-way, if any), update
+# results/table1/README.md's sessions table and commit; a benchmark in the files (bench_trace_gpu.txt) goes to results/bench_trace_gpu.md by hand.
 set -euo pipefail
 SRC=$1
 GRID=${GRID:-runs/grid} RESULTS=${RESULTS:-results/table1}
@@ -25,5 +25,12 @@ if compgen -G "$DEST/*.tgz.part-*" > /dev/null; then
   "$PY" -m lab grid collect "$GRID" --results "$RESULTS" --device cpu --data "$VURN_DATA" > /dev/null
   # refused (and the committed map kept) when the grid lacks the weights of models the map places
   "$PY" scripts/table1_map.py --grid "$GRID" --results "$RESULTS" --device cpu || echo "gpu_collect: map not redrawn"
+  # runs/ is not in git: the runs left part-way reach the next checkout as $RESULTS/state (commit it)
+  rm -rf "$RESULTS/state"
+  if "$PY" -c 'import sys; from pathlib import Path; from lab.grid import run_state
+sys.exit(0 if any(run_state(p) == "resumable" for p in Path(sys.argv[1], "runs").iterdir()) else 1)' "$GRID"; then
+    "$PY" -m lab grid pack "$GRID" "$RESULTS/state" --state-only > /dev/null
+    echo "gpu_collect: the runs left part-way are packed in $RESULTS/state: commit it"
+  fi
 fi
 bash scripts/gpu_prepare.sh "$GRID"

@@ -978,3 +978,21 @@ def test_adopt_into_a_run_the_table_restored_as_not_started(done, tmp_path):
     run = tmp_path / "g" / "runs" / "toy-lstm1-64"
     assert run_state(run) == "finished" and not (run / "from_table.json").exists()
     assert collect(tmp_path / "g", None).set_index("name").loc["toy-lstm1-64"].test_loss == summary["test_loss"]
+
+
+def test_a_run_finished_elsewhere_keeps_its_place_in_the_restored_table(done, tmp_path):
+    """A session that trained only the lost run sends it back finished: it replaces the local
+    folder whole, and still sits where the table had it (not after every restored run)."""
+    from lab.grid import restore_table
+    corpus = done["corpus"]
+    shutil.copytree(done["out"], tmp_path / "old")
+    shutil.rmtree(tmp_path / "old" / "runs" / "toy-lstm1-64")
+    tiny_grid(tmp_path / "old", corpus, ("lstm",), child_seconds=0.01)   # stopped part-way, then lost
+    assert list(collect(tmp_path / "old", tmp_path / "results").status) == ["finished", "stopped", "finished"]
+    restore_table(tmp_path / "here", tmp_path / "results")
+    assert tiny_grid(tmp_path / "there", corpus, ("lstm",))["finished"] == ["toy-lstm1-64"]
+    pack(tmp_path / "there", tmp_path / "trip")
+    restore(tmp_path / "here", [tmp_path / "trip"])
+    back = collect(tmp_path / "here", None)
+    assert list(back.name) == ["toy-rnn1-64", "toy-lstm1-64", "toy-gru1-64"]
+    assert list(back.status) == ["finished"] * 3
