@@ -337,6 +337,22 @@ def correct_char_probs(checkpoint, ids=None, device=None, corpus=None) -> np.nda
         return torch.exp(-char_losses(model, ids)).float().cpu().numpy()
 
 
+def find_checkpoint(name: str, folders) -> Path | None:
+    """The best checkpoint of model ``name`` in the first of ``folders`` that has it, or None:
+    a grid folder's ``runs/NAME/best.safetensors`` or a folder of kept ``NAME.safetensors``.
+
+        >>> print(find_checkpoint("war_and_peace-lstm1-64", [results_dir() / "checkpoints"]).name)
+        war_and_peace-lstm1-64.safetensors
+        >>> print(find_checkpoint("war_and_peace-gru3-512", [results_dir() / "checkpoints"]))
+        None
+    """
+    for folder in map(Path, folders):
+        for path in (folder / "runs" / name / "best.safetensors", folder / f"{name}.safetensors"):
+            if path.is_file():
+                return path
+    return None
+
+
 VECTOR_STRIDE = 8   # the map's vectors keep every 8th test position: 40k of War and Peace's 320k
 
 

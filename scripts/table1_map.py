@@ -40,6 +40,7 @@ from lab.table1 import (
     VECTOR_STRIDE,
     correct_char_probs,
     default_perplexity,
+    find_checkpoint,
     load_table,
     load_vectors,
     orient_map,
@@ -47,15 +48,6 @@ from lab.table1 import (
     tsne_map,
 )
 from lab.train import pick_device
-
-
-def weights(name: str, grid: Path, kept: Path, adopted: dict) -> Path | None:
-    """The best checkpoint of model ``name`` on this machine, or None."""
-    for path in (grid / "runs" / name / "best.safetensors", kept / f"{name}.safetensors",
-                 ROOT / adopted.get(name, "/nonexistent")):
-        if path.is_file():
-            return path
-    return None
 
 
 def main(argv=None):
@@ -86,7 +78,9 @@ def main(argv=None):
     device = pick_device(args.device)
     vectors, computed = {}, []
     for name in wanted:
-        path = weights(name, Path(args.grid), Path(args.kept), adopted)
+        path = find_checkpoint(name, [args.grid, args.kept])
+        if path is None and name in adopted and (ROOT / adopted[name]).is_file():
+            path = ROOT / adopted[name]          # an adopted run: the checkpoint it was adopted from
         if path is not None:
             full = correct_char_probs(path, device=device, corpus=corpus)   # checked against the corpus
             vectors[name] = full[::VECTOR_STRIDE].astype(np.float16)

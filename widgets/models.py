@@ -36,6 +36,7 @@ from bokeh.transform import factor_cmap, factor_mark
 from jupyter_bokeh import BokehModel
 
 from lab.results import results_dir
+from lab.table1 import find_checkpoint
 
 __all__ = ["ModelMap"]
 
@@ -121,11 +122,7 @@ class ModelMap(ipywidgets.VBox):
             >>> m.checkpoint("wp-lstm1-64").relative_to(grid).as_posix(), m.checkpoint("wp-gru3-512")
             ('runs/wp-lstm1-64/best.safetensors', None)
         """
-        for folder in self.folders:
-            for path in (folder / "runs" / name / "best.safetensors", folder / f"{name}.safetensors"):
-                if path.is_file():
-                    return path
-        return None
+        return find_checkpoint(name, self.folders)
 
     def choose(self, name: str) -> None:
         """Open model ``name`` as a tap would (``selected``, then ``session`` if its checkpoint is here).
