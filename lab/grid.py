@@ -648,8 +648,12 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
         """Whether starting ``run`` keeps the unfinished runs' state within ``carry_bytes``."""
         if carry_bytes is None or run_state(out_dir / "runs" / run.name) == "resumable":
             return True   # a run under way is carried anyway
-        carried = sum(_carry_bytes(p, by_name.get(p.name)) for p in _run_folders(out_dir)
-                      if run_state(p) != "finished")
+        # a run under way counts at least its estimate (its first checkpoint may not be written
+        # yet); any other unfinished folder its files alone: a folder restored from the table for
+        # a run not started holds a few bytes, not the run's weights
+        under_way = {c.run.name for c in active}
+        carried = sum(_carry_bytes(p, by_name.get(p.name) if p.name in under_way else None)
+                      for p in _run_folders(out_dir) if run_state(p) != "finished")
         if carried + _carry_bytes(out_dir / "runs" / run.name, run) <= carry_bytes:
             return True
         if run.name not in waiting:

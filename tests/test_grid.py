@@ -837,6 +837,23 @@ def test_the_carry_budget_bounds_the_unfinished_runs(tmp_path):
     assert json.loads((tmp_path / "b" / "grid_log.jsonl").read_text())["carry_bytes"] == 0.5 * one
 
 
+def test_runs_restored_as_not_started_count_their_files_not_their_weights_against_the_carry(tmp_path):
+    """A grid rebuilt from the table has a folder for every run not started (its committed row,
+    a few bytes). The carry budget counts those bytes, not each run's estimated weights: the
+    2026-11-27 H100 session started nothing, its 27 not-started folders counted as 321 MiB."""
+    corpus = toy_file(tmp_path)
+    runs = grid_runs([corpus], ("rnn", "lstm", "gru"), (1,), (64,), epochs=2, train_options=TINY)
+    one = lab.grid._carry_bytes(tmp_path / "none", runs[0])
+    for r in runs:   # what restore_table writes for a row the table has not started
+        folder = tmp_path / "g" / "runs" / r.name
+        folder.mkdir(parents=True)
+        (folder / lab.grid.TABLED).write_text(json.dumps({"index": 0, "row": {"name": r.name, "finished": False}}))
+    said = []
+    report = tiny_grid(tmp_path / "g", corpus, carry_bytes=1.5 * one, log=said.append)
+    assert sorted(report["finished"]) == ["toy-gru1-64", "toy-lstm1-64", "toy-rnn1-64"], (report, said)
+    assert said[0] == "grid: start toy-rnn1-64", said
+
+
 def test_launch_rates_count_each_launchs_steps_also_from_an_older_record(done, tmp_path):
     rates = lab.grid.launch_rates(done["out"]).set_index("run")
     assert sorted(rates.index) == ["toy-gru1-64", "toy-lstm1-64", "toy-rnn1-64"]
