@@ -25,8 +25,8 @@ then; the deviation from its neighbour at every seam is measured, and when it pa
 ``tol`` the burn-in doubles (in the end: one single stream, exact by construction).
 Each layer's hidden states come from the fused kernel (cuDNN on a GPU), all gates from
 one batched product and the cell state from a blocked scan; ``method="loop"`` (one
-batched step loop over all streams, what interventions use) computes everything step
-by step. A GPU gets more, shorter streams and no seam probe: its cost is steps, not rows.
+batched step loop over all streams, what interventions use, and an RNN on a GPU, where
+cuDNN's tanh is not exact enough) computes everything step by step. A GPU gets more, shorter streams and no seam probe: its cost is steps, not rows.
 
     >>> import torch
     >>> from lab.models import CharRNN, ModelConfig
@@ -479,6 +479,7 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
     character of burn-in costs arithmetic, and one per ``burn_in`` on a GPU, where a step
     costs about the same for a few streams as for hundreds; ``method`` is ``fused``
     (fused kernel + batched gates) or ``loop`` (explicit batched steps, used for edits);
+    None picks one (:func:`_default_method`);
     ``memory`` bounds the float32 working set in bytes (streams are traced in groups;
     default 1e9 on a CPU, half the free memory of a GPU).
     """
@@ -490,7 +491,7 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
     n = ids.numel()
     if n == 0:
         raise ValueError("the text is empty: give at least one character to trace")
-    method = method or ("loop" if edit is not None else "fused")
+    method = method or _default_method(model.cfg.kind, device, edit)
     if method not in ("fused", "loop"):
         raise ValueError(f"method must be 'fused' or 'loop', got {method!r}")
     if streams is not None and streams < 1:
@@ -542,6 +543,22 @@ def _compute_trace(model, ids: torch.Tensor, *, text: str | None = None, vocab=N
     cfg = model.cfg
     return Trace(result["arrays"], text=text if text is not None else "", ids=ids.cpu(),
                  vocab=vocab or [], kind=cfg.kind, layers=cfg.layers, width=cfg.width, info=result["info"])
+
+
+def _default_method(kind: str, device: torch.device, edit=None) -> str:
+    """``loop`` for an edit and for an RNN on a GPU, else ``fused``.
+
+    cuDNN's tanh RNN is not exact enough: on an H100 (2026-11-27, TF32 off) its hidden states
+    were 1.1e-5 from a float64 reference, past the 1e-5 a trace promises, where the step loop
+    was 2.4e-7 off (its LSTM and GRU: 4.6e-6 and 5.0e-6). On a GPU the loop over all streams
+    costs steps, as the fused kernel does, and an RNN's step is one product and one tanh.
+
+        >>> _default_method("rnn", torch.device("cpu")), _default_method("rnn", torch.device("cuda"))
+        ('fused', 'loop')
+    """
+    if edit is not None or (kind == "rnn" and device.type == "cuda"):
+        return "loop"
+    return "fused"
 
 
 def _device_policy(device: torch.device) -> tuple[int, bool, float]:
