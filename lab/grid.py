@@ -37,6 +37,7 @@ about half that at row 256. Every kind and depth of a row shares it.
 from __future__ import annotations
 
 import functools
+import gzip
 import io
 import json
 import math
@@ -1085,9 +1086,15 @@ def _suffixes():
 
 
 def _tar(out_dir: Path, members: list[Path], renamed: Sequence[tuple[Path, str]] = ()) -> bytes:
-    """A tar.gz of ``members`` (named relative to ``out_dir``) and of (file, name) pairs."""
+    """A tar.gz of ``members`` (named relative to ``out_dir``) and of (file, name) pairs.
+
+    The same files give the same bytes (the gzip header's time is 0, not now), so that
+    ``scripts/gpu_prepare.sh`` can tell that the committed ``results/table1/state`` is the
+    grid's state with ``cmp`` and send it once, not twice.
+    """
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6, mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
         for m in members:
             tar.add(m, arcname=str(m.relative_to(out_dir)))
         for m, name in renamed:

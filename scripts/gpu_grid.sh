@@ -8,7 +8,8 @@
 #   PARALLEL  training processes sharing the GPU (default 8); ROW512=N caps them while 512-row runs
 #             start (default 3: each unfinished 512-row run is ~16 MB to carry to the next session)
 # Environment:
-#   RESTORE   folder with the previous session's grid-*.tgz.part-* (default .gpu/grid-prev; absent: fresh)
+#   RESTORE   folder with the previous session's grid-*.tgz.part-* (default .gpu/grid-prev, or when that
+#             is empty results/table1/state; neither: a fresh grid)
 #   GRID      working grid folder (default runs/grid)     TAIL  seconds kept for scoring and packing (75)
 #   VURN_COMMIT  commit of the code (default: .gpu/commit, else git)   GRID_ARGS  more `grid run` options
 #   MAX_PARTS archive parts at most (default 7: device_log.txt is the 8th file; 6 if another file goes to OUT)
@@ -27,7 +28,9 @@
 set -uo pipefail
 DATA=$1 OUT=$2 BUDGET=$3 PARALLEL=${4:-8}
 START=$(date +%s)
-GRID=${GRID:-runs/grid} RESTORE=${RESTORE:-.gpu/grid-prev} TAIL=${TAIL:-75} ROW512=${ROW512:-3}
+GRID=${GRID:-runs/grid} TAIL=${TAIL:-75} ROW512=${ROW512:-3}
+# gpu_prepare.sh leaves .gpu/grid-prev empty when the committed results/table1/state is the same state
+RESTORE=${RESTORE:-$(compgen -G ".gpu/grid-prev/*.tgz.part-*" > /dev/null || ! compgen -G "results/table1/state/*.tgz.part-*" > /dev/null && echo .gpu/grid-prev || echo results/table1/state)}
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 export PYTHONUNBUFFERED=1
 export VURN_COMMIT=${VURN_COMMIT:-$(cat .gpu/commit 2>/dev/null || git rev-parse HEAD 2>/dev/null || echo unknown)}

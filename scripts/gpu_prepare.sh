@@ -6,6 +6,7 @@
 #   .gpu/commit           the commit of the code (the device's copy has no usable .git)
 #   .gpu/data/*.txt.xz    the corpora from $VURN_DATA, xz-compressed (2 MiB instead of 9)
 #   .gpu/grid-prev/       the grid's state: every run's record, each unfinished run whole
+#                         (empty when the committed results/table1/state holds the same bytes)
 #                         (GRID missing: first rebuilt from the committed results/table1 and its state/)
 # Then the device call: carry [".gpu/data", ".gpu/commit", ".gpu/grid-prev"], command
 #   bash scripts/gpu_session.sh $OUT 565
@@ -35,7 +36,19 @@ fi
 if [ -d "$GRID/runs" ]; then
   rm -rf .gpu/grid-prev /tmp/vurn-gpu-pack && mkdir -p .gpu/grid-prev
   "$PY" -m lab grid pack "$GRID" /tmp/vurn-gpu-pack --state-only > /dev/null
-  mv /tmp/vurn-gpu-pack/grid-state.tgz.part-* .gpu/grid-prev/ && rm -rf /tmp/vurn-gpu-pack
+  # the committed results/table1/state travels with the tree: when it is this very state (packs of
+  # the same files are the same bytes), it is not sent a second time; gpu_grid.sh restores from it
+  same=1
+  for f in /tmp/vurn-gpu-pack/grid-state.tgz.part-* results/table1/state/grid-state.tgz.part-*; do
+    [ -f "results/table1/state/${f##*/}" ] && [ -f "/tmp/vurn-gpu-pack/${f##*/}" ] \
+      && cmp -s "results/table1/state/${f##*/}" "/tmp/vurn-gpu-pack/${f##*/}" || same=0
+  done
+  if [ "$same" = 1 ]; then
+    echo "gpu_prepare: results/table1/state is the grid's state: it travels in the tree, not in .gpu/grid-prev"
+  else
+    mv /tmp/vurn-gpu-pack/grid-state.tgz.part-* .gpu/grid-prev/
+  fi
+  rm -rf /tmp/vurn-gpu-pack
 fi
 # what the device call sends: tracked and untracked-not-ignored files, and the carried paths
 tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c %s 2>/dev/null | awk '{s+=$1} END {print s+0}')

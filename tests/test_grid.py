@@ -435,6 +435,20 @@ def test_pack_and_restore_a_finished_grid(done, tmp_path):
     assert not list((tmp_path / "device").rglob("*.safetensors"))
 
 
+def test_packing_an_unchanged_grid_again_gives_the_same_bytes(done, tmp_path):
+    """What lets gpu_prepare.sh see with `cmp` that the committed state is the grid's (and
+    send it once): a later pack of the same files, also of a copy restored from the first, is
+    byte for byte the same."""
+    first = pack(done["out"], tmp_path / "a", state_only=True)
+    time.sleep(1.1)   # a gzip header stamped with the time would differ now
+    pack(done["out"], tmp_path / "b", state_only=True)
+    restore(tmp_path / "copy", [tmp_path / "a"])
+    pack(tmp_path / "copy", tmp_path / "c", state_only=True)
+    for part in first["state_parts"]:
+        assert (tmp_path / "a" / part).read_bytes() == (tmp_path / "b" / part).read_bytes() \
+            == (tmp_path / "c" / part).read_bytes()
+
+
 def test_pack_keeps_within_its_size_limit(done, tmp_path):
     full = pack(done["out"], tmp_path / "full")
     bare = pack(done["out"], tmp_path / "bare", max_bytes=1)   # no room: state and logs only
