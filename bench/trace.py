@@ -136,7 +136,8 @@ def main(argv=None):
     t_ours, tr = min((timed_trace(model, ids, device) for _ in range(max(1, args.repeat))), key=lambda r: r[0])
     best = f"fastest of {args.repeat}; " if args.repeat > 1 else ""
     print(f"ours:       {n / t_ours:12,.0f} chars/s  ({t_ours:.3f} s; {best}{tr.info['streams']} streams, burn-in "
-          f"{tr.info['burn_in']}, seam deviation {tr.seam_deviation:.1e}, {tr.info['probes']} probes)")
+          f"{tr.info['burn_in']}, seam deviation {tr.seam_deviation:.1e}, {tr.info['probes']} probes, "
+          f"{tr.info['attempts']} attempts)")
     nbytes = sum(tr._arrays[k].numel() * tr._arrays[k].element_size() for k in tr)
     t = time.perf_counter()
     for key in tr:  # what the first read of every array costs (from a GPU: the copy to the host)
