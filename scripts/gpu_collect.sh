@@ -7,7 +7,8 @@
 #   NAME      the session's folder under runs/grid-sessions (default: s<next number>)
 # Environment: GRID (default runs/grid), RESULTS (default results/table1), VURN_DATA (the corpora)
 # Then read results/table1/ (git diff; state/ holds the runs left part-way, if any), update
-# results/table1/README.md's sessions table and commit; a benchmark in the files (bench_trace_gpu.txt) goes to results/bench_trace_gpu.md by hand.
+# results/table1/README.md's sessions table and commit; the GPU tests' output (gpu_tests.txt, with BENCH=1 the benchmark too) is read by hand
+# (the benchmark's numbers go to results/bench_trace_gpu.md).
 set -euo pipefail
 SRC=$1
 GRID=${GRID:-runs/grid} RESULTS=${RESULTS:-results/table1}
