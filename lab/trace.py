@@ -26,7 +26,8 @@ then; the deviation from its neighbour at every seam is measured, and when it pa
 Each layer's hidden states come from the fused kernel (cuDNN on a GPU), all gates from
 one batched product and the cell state from a blocked scan; ``method="loop"`` (one
 batched step loop over all streams, what interventions use, and an RNN on a GPU, where
-cuDNN's tanh is not exact enough) computes everything step by step. A GPU gets more, shorter streams and no seam probe: its cost is steps, not rows.
+cuDNN's tanh is not exact enough) computes everything step by step. A GPU gets more,
+shorter streams and no seam probe: its cost is steps, not rows.
 
     >>> import torch
     >>> from lab.models import CharRNN, ModelConfig
