@@ -877,6 +877,35 @@ COLUMNS = ["name", "corpus", "kind", "layers", "row", "width", "params", "dropou
            "paper_test_loss", "wall_s", "train_s", "gpu_util_mean", "device", "scored_on", "code_commit"]
 
 
+FIRST_TRAINING = ("test_loss", "test_loss_se", "val_loss", "epochs_done", "wall_s", "device", "code_commit")
+
+
+def _trained_again(run_dir: Path, row: dict) -> dict | None:
+    """``{"name", "first": {...}}``: the committed row of a model's first training (the
+    columns :data:`FIRST_TRAINING`) when the model was trained again because the weights of
+    that training were lost (:func:`restore`), else None. A restored record of the same
+    training (its test loss to the table's 6 digits) is not a second training.
+
+        >>> import tempfile; from pathlib import Path
+        >>> run = Path(tempfile.mkdtemp()); _ = (run / "metrics.jsonl").write_text("")
+        >>> _write_json(run / TABLED, {"row": {"finished": True, "test_loss": 1.4976, "device": "H100"}})
+        >>> _trained_again(run, {"finished": True, "test_loss": 1.5012})["first"]["device"]
+        'H100'
+        >>> _trained_again(run, {"finished": True, "test_loss": 1.49760004}) is None
+        True
+    """
+    tabled = _read_json(run_dir / TABLED) or {}
+    if "trained_again" in tabled:        # restore_table keeps it from the committed provenance
+        return tabled["trained_again"]
+    first = tabled.get("row") or {}
+    if not (first.get("finished") and row.get("finished")) or _table_row(run_dir) is not None:
+        return None
+    if first.get("test_loss") is not None and row.get("test_loss") is not None \
+            and f"{first['test_loss']:.6g}" == f"{row['test_loss']:.6g}":
+        return None
+    return {"name": run_dir.name, "first": {k: first.get(k) for k in FIRST_TRAINING}}
+
+
 def _launch_commits(grid: dict) -> str | None:
     """Every commit a run's launches trained with, in order ("unknown" for a launch recorded before
     launches named theirs), or None when no launch names one (the checkpoint's commit then).
@@ -1015,6 +1044,8 @@ def collect(out_dir, results_dir="results", *, device=None, data_dir=None, resco
             # trained outside the grid's sessions with its exact options (lab.grid.adopt): not in the totals above
             "adopted": [{"name": p.name, "device": g["launches"][0].get("device"), "wall_s": g.get("wall_s"), **g["adopted"]}
                         for p in folders if (g := _read_json(p / "grid.json", {})).get("adopted")],
+            # models trained again because the first training's weights were lost: that training's row
+            "trained_again": [again for p, r in zip(folders, rows) if (again := _trained_again(p, r))],
         })
     return df
 
@@ -1265,7 +1296,10 @@ def restore(out_dir, sources: Sequence) -> dict:
     * an unfinished run is not overwritten by an archive whose ``last.safetensors`` is at
       an earlier step;
     * a run finished in an archive but not here replaces the local folder whole, so that
-      no older best or last checkpoint of it stays behind to be scored.
+      no older best or last checkpoint of it stays behind to be scored;
+    * so does a run trained to its end in an archive that is finished here only as the
+      committed table's record (:func:`restore_table`: weights lost, trained again);
+      :func:`collect` lists the first training's row under ``trained_again``.
 
     ``grid_log.jsonl`` keeps the sessions recorded on either side. ``sources``: folders
     holding ``*.tgz.part-*`` files (state before done within a folder) or single part
@@ -1310,11 +1344,16 @@ def restore(out_dir, sources: Sequence) -> dict:
                 if m.name.startswith("/") or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()):
                     raise ValueError(f"{parts[0]} holds an unsafe member {m.name!r}: not unpacked")
             run_of = {m.name: _member_run(m.name) for m in members}
-            finished_there = {run_of[m.name] for m in members if run_of[m.name] and m.name.endswith("/summary.json")
-                              and json.loads(tar.extractfile(m).read() or b"{}").get("finished")}
+            summaries = {run_of[m.name]: json.loads(tar.extractfile(m).read() or b"{}") for m in members
+                         if run_of[m.name] and m.name.endswith("/summary.json")}
+            finished_there = {n for n, s in summaries.items() if s.get("finished")}
             archived_finished |= finished_there
             local = {p.name: p for p in _run_folders(out_dir)}
             done_here = {n for n, p in local.items() if run_state(p) == "finished"}
+            # a model finished here only as the committed table's record (its weights lost with an
+            # earlier checkout) and trained again there: the training replaces the record
+            again = {n for n in finished_there & done_here
+                     if "restored_from" not in summaries[n] and _table_row(local[n]) is not None}
             # a run finished here (on this machine, or adopted) is not overwritten by an archive
             # in which it is unfinished: a session that started before it finished trained it too
             skip = done_here - finished_there
@@ -1332,7 +1371,7 @@ def restore(out_dir, sources: Sequence) -> dict:
                     skip.add(name)
                 else:
                     held.append(lock)
-            for name in finished_there - done_here - skip:   # finished there only: no stale checkpoint of it stays
+            for name in (finished_there - done_here - skip) | (again - skip):   # no stale file of it stays
                 if name in local:
                     for f in local[name].iterdir():
                         if f.name not in (LOCK, TABLED):   # the lock, and its place in the table
@@ -1411,6 +1450,7 @@ def restore_table(out_dir, results_dir) -> dict:
               if (results_dir / "table1_blocks.csv").is_file() else pd.DataFrame())
     prov = _read_json(results_dir / "table1_provenance.json", {})
     adopted = {a["name"]: a for a in prov.get("adopted", [])}
+    trained_again = {a["name"]: a for a in prov.get("trained_again", [])}
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     kept, lost, finished = [], {}, 0
     for index, rec in enumerate(table.to_dict("records")):
@@ -1426,7 +1466,8 @@ def restore_table(out_dir, results_dir) -> dict:
                 "name", "corpus", "kind", "layers", "row", "width", "params", "dropout", "paper_test_loss")},
                 "epochs_done": 0, "epochs_planned": row["epochs_planned"], "finished": False, "status": "not started"}
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(run_dir / TABLED, {"from": str(results_dir), "at": _now(), "index": index, "row": row})
+        again = {"trained_again": trained_again[row["name"]]} if row["finished"] and row["name"] in trained_again else {}
+        _write_json(run_dir / TABLED, {"from": str(results_dir), "at": _now(), "index": index, "row": row, **again})
         if not row["finished"]:
             continue
         finished += 1

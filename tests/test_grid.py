@@ -932,6 +932,7 @@ def test_the_committed_table_restores_to_a_grid_that_collects_back_to_the_same_r
     for key in ("sessions", "adopted", "total_wall_seconds", "elapsed_wall_seconds", "total_device_seconds",
                 "mean_gpu_utilisation", "first_start", "last_end", "devices"):
         assert prov_back[key] == prov[key], key
+    assert prov_back.get("trained_again", []) == prov.get("trained_again", [])
     again = restore_table(tmp_path / "grid", committed)          # twice: nothing overwritten, no session twice
     assert again["kept_local"] and again["sessions"] == 0 and again["runs"] == 72 - len(again["kept_local"])
 
@@ -1027,3 +1028,45 @@ def test_a_run_finished_elsewhere_keeps_its_place_in_the_restored_table(done, tm
     back = collect(tmp_path / "here", None)
     assert list(back.name) == ["toy-rnn1-64", "toy-lstm1-64", "toy-gru1-64"]
     assert list(back.status) == ["finished"] * 3
+
+
+def test_a_model_trained_again_after_its_weights_were_lost_replaces_its_table_record(done, tmp_path):
+    """A finished model the committed table holds without weights (restored as its row alone),
+    trained again in another grid folder and restored: the training replaces the record whole
+    (no score of the first training stays to be read as the new one's), keeps its place in the
+    table, and the first training's row is listed under trained_again, also after the table
+    is restored again. Trained again to the very same loss, it is the same training: not listed."""
+    from lab.grid import restore_table
+    table = collect(done["out"], None)
+    first = table.set_index("name").loc["toy-lstm1-64"]
+    (tmp_path / "same").mkdir()
+    table.to_csv(tmp_path / "same" / "table1.csv", index=False, float_format="%.6g")
+    elsewhere = table.name == "toy-lstm1-64"      # as if first trained on another device, its weights since lost
+    table.loc[elsewhere, ["test_loss", "device"]] = [first.test_loss + 0.5, "NVIDIA H100 80GB HBM3"]
+    (tmp_path / "results").mkdir()
+    table.to_csv(tmp_path / "results" / "table1.csv", index=False, float_format="%.6g")
+    restore_table(tmp_path / "here", tmp_path / "results")
+    assert not list((tmp_path / "here").rglob("*.safetensors"))
+    assert tiny_grid(tmp_path / "there", done["corpus"], ("lstm",))["finished"] == ["toy-lstm1-64"]
+    pack(tmp_path / "there", tmp_path / "trip")
+    assert "toy-lstm1-64" not in restore(tmp_path / "here", [tmp_path / "trip"])["kept_local"]
+    run = tmp_path / "here" / "runs" / "toy-lstm1-64"
+    assert (run / "best.safetensors").is_file() and not (run / "score.json").exists()   # the table's score is gone
+    back = collect(tmp_path / "here", tmp_path / "back")
+    assert list(back.name) == list(table.name) and list(back.status) == ["finished"] * 3
+    again = back.set_index("name").loc["toy-lstm1-64"]
+    assert again.test_loss == pytest.approx(first.test_loss, abs=1e-9) and "H100" not in again.device
+    others = back.name != "toy-lstm1-64"
+    written = pd.read_csv(tmp_path / "results" / "table1.csv")
+    assert back[others].test_loss.tolist() == written[others].test_loss.tolist()   # still the table's records
+    listed = json.loads((tmp_path / "back" / "table1_provenance.json").read_text())["trained_again"]
+    assert [x["name"] for x in listed] == ["toy-lstm1-64"]
+    assert listed[0]["first"]["test_loss"] == pytest.approx(first.test_loss + 0.5, abs=1e-5)
+    assert listed[0]["first"]["device"] == "NVIDIA H100 80GB HBM3"
+    restore_table(tmp_path / "fresh", tmp_path / "back")           # a later checkout keeps the record
+    collect(tmp_path / "fresh", tmp_path / "fresh_results")
+    assert json.loads((tmp_path / "fresh_results" / "table1_provenance.json").read_text())["trained_again"] == listed
+    restore_table(tmp_path / "here2", tmp_path / "same")          # the same loss: the same training, weights back
+    restore(tmp_path / "here2", [tmp_path / "trip"])
+    collect(tmp_path / "here2", tmp_path / "same_back")
+    assert json.loads((tmp_path / "same_back" / "table1_provenance.json").read_text())["trained_again"] == []
