@@ -54,7 +54,7 @@ import threading
 import time
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -490,6 +490,9 @@ class _Child:
     start_step: int = 0
     lock: Any = None
     commit: str = ""
+    must_finish: bool = False   # started past the carry budget (overcommit): it finishes in this call or is dropped
+    dropped: bool = False
+    samples: list = field(default_factory=list)   # (time, step) while it trains: its rate under the current load
 
 
 LOCK = ".lock"   # held (flock) by the runner that trains a run, for the child's whole life
@@ -534,6 +537,46 @@ def _last_logged_step(run_dir: Path) -> int:
     return 0
 
 
+def _steps_to_go(run_dir: Path, epochs: int) -> int | None:
+    """The training steps a run has left to its ``epochs``, from its ``metrics.jsonl`` once it has
+    validated an epoch (steps per epoch = that step / its epoch), else None.
+
+        >>> import tempfile; from pathlib import Path
+        >>> run = Path(tempfile.mkdtemp())
+        >>> _ = (run / "metrics.jsonl").write_text('{"step": 510, "epoch": 2, "val_loss": 1.9}\\n{"step": 600, "epoch": 3, "loss": 1.8}\\n')
+        >>> _steps_to_go(run, epochs=50)            # 255 steps an epoch
+        12150
+    """
+    try:
+        with open(run_dir / "metrics.jsonl", "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 2 ** 16))   # more than an epoch of lines
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    step = None
+    for line in reversed(lines):
+        try:
+            rec = json.loads(line)
+            step = int(rec["step"]) if step is None else step
+            if "val_loss" in rec and int(rec["epoch"]) > 0:
+                return max(0, epochs * (int(rec["step"]) // int(rec["epoch"])) - step)
+        except (ValueError, KeyError, TypeError):
+            continue  # the cut first line of the tail, or one cut by a kill
+    return None
+
+
+def _drop_run(run_dir: Path) -> None:
+    """Delete what a launch trained in ``run_dir`` (checkpoints, metrics, summary): the run
+    starts from its first step next time. Its launch record (``grid.json``), its train log,
+    its place in the table and its lock stay."""
+    from lab.train import RUN_FILES
+    for name in RUN_FILES:
+        path = run_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    for half_written in run_dir.glob(".*.tmp"):   # a checkpoint the stop cut short (lab.files.atomic_write)
+        half_written.unlink(missing_ok=True)
+
+
 def _child_argv(run: GridRun, run_dir: Path, resume: bool, device, data_dir, max_seconds) -> list[str]:
     argv = [sys.executable, "-m", "lab", "train", "--run-dir", str(run_dir), "--quiet", "--epochs", str(run.epochs)]
     if resume:
@@ -557,8 +600,9 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
              device: str | None = None, data_dir=None, epochs: int = 50, dropout=None,
              train_options: Mapping | None = None, reserve_seconds: float = 30.0, min_seconds: float = 20.0,
              child_seconds: float | None = None, threads: int | None = None, max_failures: int = 3,
-             retry_failed: bool = False, carry_bytes: float | None = None, command: str | None = None,
-             poll_seconds: float = 0.5, log=print) -> dict:
+             retry_failed: bool = False, carry_bytes: float | None = None, overcommit: int = 0,
+             probe_seconds: float = 60.0, command: str | None = None, poll_seconds: float = 0.5,
+             log=print) -> dict:
     """Train the grid's runs in ``out_dir/runs``, ``parallel`` at a time; returns a report.
 
     ``row_parallel`` caps the processes while a run of that row is started (e.g.
@@ -571,6 +615,13 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
     ``carry_bytes``: a new run starts only while every unfinished run of ``out_dir``, it
     included, would still fit this many bytes (:func:`_carry_bytes`): what a short GPU
     session can carry to the next one is bounded, and any run may end the session unfinished.
+    ``overcommit``: up to this many runs more may start past ``carry_bytes`` within a budget,
+    each on condition that it finishes before the budget ends. Once such a run has trained
+    ``probe_seconds``, its rate over the last ``probe_seconds`` (under the load of the runs
+    beside it) says whether its remaining steps fit; the one furthest from fitting is stopped
+    and dropped (:func:`_drop_run`: it starts from its first step in a later session),
+    one at a time, and no more start past the carry in this call. One still unfinished at
+    the budget's end is kept only if it fits the carry after all (``report["dropped"]``).
 
     With a budget too short for any child (1 s, under ``min_seconds``) nothing starts,
     and the session is still logged::
@@ -611,7 +662,14 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
     if clashes:
         raise ValueError(f"{out_dir} holds runs with other options ({'; '.join(clashes)}): use the same "
                          "options (dropout, train options) or another folder")
-    report = {"finished": [], "stopped": [], "failed": [], "killed": [], "not_started": [], "skipped_locked": [],
+    if not isinstance(overcommit, int) or overcommit < 0 or not probe_seconds > 0:
+        raise ValueError(f"overcommit must be a whole number >= 0 and probe_seconds positive, got {overcommit!r} "
+                         f"and {probe_seconds!r}")
+    if overcommit and (carry_bytes is None or budget_seconds is None):
+        raise ValueError("overcommit needs carry_bytes and budget_seconds: it starts runs past the carry "
+                         "budget only on condition that they finish within the call's budget")
+    report = {"finished": [], "stopped": [], "failed": [], "killed": [], "dropped": [], "not_started": [],
+              "skipped_locked": [],
               "skipped_finished": [n for n, s in states.items() if s == "finished"],
               "skipped_failed": [n for n, s in states.items() if s == "failed" and not retry_failed]}
     for r in runs:  # finished earlier, but with fewer epochs than asked now: extend if it can
@@ -635,7 +693,7 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
     record = {"command": command or " ".join(map(shlex.quote, sys.argv)), "code_commit": _commit(),
               "device": _device_label(device), "start": started_at, "budget_seconds": budget_seconds,
               "parallel": parallel, "row_parallel": row_parallel, "epochs": epochs, "threads": threads,
-              "carry_bytes": carry_bytes,
+              "carry_bytes": carry_bytes, "overcommit": overcommit,
               # CUDA's Multi-Process Service lets the children's kernels run at the same time
               # (without it the GPU time-slices between processes); scripts/gpu_grid.sh starts it
               "mps": device.startswith("cuda") and bool(os.environ.get("CUDA_MPS_PIPE_DIRECTORY")),
@@ -644,24 +702,67 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
     failures = 0
     by_name = {r.name: r for r in runs}
     waiting: set[str] = set()
+    dropping = {"any": False, "next_check": 0.0}
 
-    def fits(run: GridRun) -> bool:
-        """Whether starting ``run`` keeps the unfinished runs' state within ``carry_bytes``."""
-        if carry_bytes is None or run_state(out_dir / "runs" / run.name) == "resumable":
-            return True   # a run under way is carried anyway
-        # a run under way counts at least its estimate (its first checkpoint may not be written
-        # yet); any other unfinished folder its files alone: a folder restored from the table for
-        # a run not started holds a few bytes, not the run's weights
+    def carried_bytes(exclude=()) -> int:
+        """The unfinished runs' state as it stands, a run under way at least at its estimate (its
+        first checkpoint may not be written yet), any other unfinished folder at its files alone
+        (a folder restored from the table for a run not started holds a few bytes, not the
+        run's weights); not a run that must finish in this call (it is dropped if it does not)."""
         under_way = {c.run.name for c in active}
-        carried = sum(_carry_bytes(p, by_name.get(p.name) if p.name in under_way else None)
-                      for p in _run_folders(out_dir) if run_state(p) != "finished")
+        return sum(_carry_bytes(p, by_name.get(p.name) if p.name in under_way else None)
+                   for p in _run_folders(out_dir) if run_state(p) != "finished"
+                   and p.name not in {c.run.name for c in active if c.must_finish} | set(exclude))
+
+    def admit(run: GridRun) -> str | None:
+        """'carry' if starting ``run`` keeps the unfinished runs' state within ``carry_bytes``,
+        'finish' if it may start past it on condition that it finishes (``overcommit``), else None."""
+        if carry_bytes is None or run_state(out_dir / "runs" / run.name) == "resumable":
+            return "carry"   # a run under way is carried anyway
+        carried = carried_bytes()
         if carried + _carry_bytes(out_dir / "runs" / run.name, run) <= carry_bytes:
-            return True
+            return "carry"
+        if (sum(c.must_finish for c in active) < overcommit and not dropping["any"]
+                and deadline - time.time() - reserve_seconds >= 2 * probe_seconds):
+            return "finish"
         if run.name not in waiting:
             waiting.add(run.name)
             log(f"grid: {run.name} waits: with it the unfinished runs' state would pass "
                 f"{carry_bytes / 2 ** 20:.0f} MiB (now {carried / 2 ** 20:.1f} MiB)")
-        return False
+        return None
+
+    def drop_the_late() -> None:
+        """Stop and drop the run that must finish in this call and is, at its current rate,
+        furthest from doing so (at most one a call: the others speed up without it)."""
+        now = time.time()
+        late = []
+        for c in active:
+            if not c.must_finish or c.dropped or c.proc.poll() is not None:
+                continue
+            step = _last_logged_step(out_dir / "runs" / c.run.name)
+            if step > c.start_step:   # training, past the child's start-up
+                c.samples.append((now, step))
+            if not c.samples or now - c.samples[0][0] < probe_seconds:
+                continue
+            t0, s0 = next(x for x in c.samples if x[0] >= now - probe_seconds)
+            rate = (step - s0) / max(1e-9, now - t0)
+            to_go = _steps_to_go(out_dir / "runs" / c.run.name, c.run.epochs)
+            if not to_go or rate <= 0:
+                # no epoch validated yet, or trained to the end and scoring, or a pause (a validation,
+                # a checkpoint): not judged now. One that never gets there is dropped at the budget's end
+                continue
+            need = 1.05 * to_go / rate
+            if now + need > deadline - reserve_seconds:
+                late.append((need, c, rate, to_go))
+        if late:
+            need, c, rate, to_go = max(late, key=lambda x: x[0])
+            log(f"grid: {c.run.name} would not finish in this call ({to_go} steps to go at {rate:.1f}/s, "
+                f"{deadline - now:.0f} s left): stopped and dropped; it starts again in a later session")
+            c.dropped = c.killed = True
+            c.proc.terminate()
+            dropping["any"] = True
+            for other in active:   # their rates change without it: measure them again
+                other.samples.clear()
 
     def finish(child: _Child) -> None:
         end = time.time()
@@ -673,6 +774,10 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
         info = _read_json(run_dir / "grid.json", {"launches": []})
         tail = (run_dir / "train.log").read_text(errors="replace")[-1500:] if outcome == "failed" else None
         steps = max(0, _last_logged_step(run_dir) - child.start_step)
+        if child.must_finish and outcome in ("killed", "stopped") and (
+                child.dropped or carried_bytes({child.run.name}) + _carry_bytes(run_dir, None) > carry_bytes):
+            outcome = "dropped"   # it was to finish in this call, and its state does not fit the carry
+            _drop_run(run_dir)
         info["launches"].append({"start": datetime.fromtimestamp(child.started, timezone.utc).isoformat(timespec="seconds"),
                                  "wall_s": round(end - child.started, 1), "rc": rc, "outcome": outcome,
                                  "resumed": child.resumed, "max_seconds": child.max_seconds,
@@ -699,6 +804,9 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                 active.remove(child)
                 finish(child)
                 failures += child.run.name in report["failed"]
+            if overcommit and time.time() >= dropping["next_check"]:
+                dropping["next_check"] = time.time() + min(10.0, probe_seconds / 4)
+                drop_the_late()
             now = time.time()
             if now >= deadline and active:
                 for child in active:  # past the budget: stop what is left; it resumes from its checkpoint
@@ -713,8 +821,11 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                 continue
             left = deadline - now - reserve_seconds
             while todo and failures < max_failures and left >= min_seconds and len(active) < parallel:
-                pick = next((i for i, r in enumerate(todo) if len(active) < row_parallel.get(r.row, parallel)
-                             and fits(r)), None)
+                pick, mode = None, None
+                for i, r in enumerate(todo):
+                    if len(active) < row_parallel.get(r.row, parallel) and (mode := admit(r)):
+                        pick = i
+                        break
                 if pick is None:
                     break
                 run = todo.pop(pick)
@@ -745,9 +856,10 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                 proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=dict(env, VURN_COMMIT=commit),
                                         cwd=str(ROOT), pass_fds=(lock.fileno(),))
                 active.append(_Child(run, proc, time.time(), seconds, resume, logf, start_step=start_step,
-                                     lock=lock, commit=commit))
+                                     lock=lock, commit=commit, must_finish=mode == "finish"))
                 log(f"grid: {'resume' if resume else 'start'} {run.name}"
-                    + (f" for at most {seconds:.0f} s" if seconds is not None else ""))
+                    + (f" for at most {seconds:.0f} s" if seconds is not None else "")
+                    + (" (past the carry budget: it must finish in this call)" if mode == "finish" else ""))
             if not active and todo:  # nothing can start: out of budget or too many failures
                 break
             time.sleep(poll_seconds)
@@ -1737,6 +1849,11 @@ def add_arguments(p) -> None:
     q.add_argument("--carry-mib", type=float, default=None,
                    help="start a new run only while all unfinished runs' files fit this many MiB (what a GPU "
                         "session can carry to the next)")
+    q.add_argument("--overcommit", type=int, default=0,
+                   help="with --carry-mib and --budget: up to N more runs past the carry, each on condition that "
+                        "its measured rate lets it finish in the budget (one that cannot is stopped and dropped)")
+    q.add_argument("--probe-seconds", type=float, default=60.0,
+                   help="seconds of training over which an overcommitted run's rate is measured (default 60)")
     q = sub.add_parser("collect", help="table1.csv, learning curves and provenance from a grid folder")
     q.add_argument("out", help="grid folder written by `grid run`")
     q.add_argument("--results", default="results", help="folder for table1.csv, curves/ and table1_provenance.json")
@@ -1803,7 +1920,8 @@ def main(args) -> int:
             report = run_grid(args.out, parallel=args.parallel, row_parallel=caps, budget_seconds=args.budget,
                               device=args.device, reserve_seconds=args.reserve, min_seconds=args.min_seconds,
                               threads=args.threads, retry_failed=args.retry_failed, command=command,
-                              carry_bytes=None if args.carry_mib is None else args.carry_mib * 2 ** 20, **pick)
+                              carry_bytes=None if args.carry_mib is None else args.carry_mib * 2 ** 20,
+                              overcommit=args.overcommit, probe_seconds=args.probe_seconds, **pick)
         except KeyboardInterrupt:
             print("grid: interrupted: the runs keep their last checkpoints, and this session is in grid_log.jsonl",
                   file=sys.stderr)

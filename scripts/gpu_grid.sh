@@ -6,7 +6,9 @@
 #   OUT       where device_log.txt and the archive parts go (the device tool's $OUT)
 #   BUDGET    wall seconds for this whole script; keep it under the command's limit (e.g. 540 of 600)
 #   PARALLEL  training processes sharing the GPU (default 8); ROW512=N caps them while 512-row runs
-#             start (default 3: each unfinished 512-row run is ~16 MB to carry to the next session)
+#             start (default 6: each unfinished 512-row run is ~16 MB to carry to the next session, so
+#             only two fit the carry; OVERCOMMIT=N more (default 4) start on condition that they finish
+#             in this call, by their measured rate, or are dropped: `grid run --overcommit`)
 # Environment:
 #   RESTORE   folder with the previous session's grid-*.tgz.part-* (default .gpu/grid-prev, or when that
 #             is empty results/table1/state; neither: a fresh grid)
@@ -28,7 +30,7 @@
 set -uo pipefail
 DATA=$1 OUT=$2 BUDGET=$3 PARALLEL=${4:-8}
 START=$(date +%s)
-GRID=${GRID:-runs/grid} TAIL=${TAIL:-75} ROW512=${ROW512:-3}
+GRID=${GRID:-runs/grid} TAIL=${TAIL:-75} ROW512=${ROW512:-6}
 # gpu_prepare.sh leaves .gpu/grid-prev empty when the committed results/table1/state is the same state
 RESTORE=${RESTORE:-$(compgen -G ".gpu/grid-prev/*.tgz.part-*" > /dev/null || ! compgen -G "results/table1/state/*.tgz.part-*" > /dev/null && echo .gpu/grid-prev || echo results/table1/state)}
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
@@ -39,13 +41,14 @@ LOG=$OUT/device_log.txt
 # --retry-failed: a run that failed in an earlier session (a GPU fault under MPS takes its neighbours down
 # too) gets another go; one that fails for good costs one quick failure a session
 # --carry-mib: the unfinished runs' files travel to the next session inside its 64 MiB working tree
-# (the repository ~8 MiB, the xz corpora 2 MiB): a new run starts only while they stay under CARRY_MIB
-DEV=cuda; RUN_ARGS=(--row-parallel 512=$ROW512 --retry-failed --carry-mib "${CARRY_MIB:-40}")
+# (the repository ~17 MiB, the xz corpora 2 MiB): a new run starts only while they stay under CARRY_MIB,
+# or, --overcommit, on condition that it finishes in this call (measured over its first 60 s of training)
+DEV=cuda; RUN_ARGS=(--row-parallel 512=$ROW512 --retry-failed --carry-mib "${CARRY_MIB:-40}" --overcommit "${OVERCOMMIT:-4}")
 SMOKE=(--width 32 --max-train-chars 100000)
 if [ "${TINY:-0}" = 1 ]; then
   DEV=cpu; TAIL=${TINY_TAIL:-20}; COLLECT_S=${COLLECT_S:-90}
   RUN_ARGS=(--rows 64 --kinds lstm gru --layers 1 2 --epochs 2 --set max_train_chars=20000 --set batch=10
-            --set width=16 --reserve 5 --min-seconds 2)
+            --set width=16 --reserve 5 --min-seconds 2 --carry-mib 1.5 --overcommit 2 --probe-seconds 5)
   SMOKE=(--width 8 --max-train-chars 5000 --batch 10)
 fi
 say() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$LOG"; }

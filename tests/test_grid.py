@@ -43,6 +43,7 @@ from lab.models import CharRNN, ModelConfig
 from lab.train import char_losses
 
 VOCAB = {"war_and_peace": 82, "linux_kernel": 98}
+KINDS = ("rnn", "lstm", "gru")
 TINY = {"width": 12, "batch": 4, "seq_len": 20}
 WORDS = "the quick brown fox jumps over a lazy dog ( softly ) \"quiet\" hills , and ; 1 2 3 .".split()
 
@@ -127,6 +128,9 @@ def test_bad_listing_inputs_are_clear_errors(kw, message):
     ({"row_parallel": {512: 0}}, "row_parallel"),
     ({"budget_seconds": -1}, "budget_seconds must be positive"),
     ({"kinds": ["lsmt"]}, "unknown kind"),
+    ({"overcommit": -1, "carry_bytes": 1e6, "budget_seconds": 60}, "overcommit must be a whole number >= 0"),
+    ({"overcommit": 2, "budget_seconds": 60}, "overcommit needs carry_bytes and budget_seconds"),
+    ({"overcommit": 2, "carry_bytes": 1e6}, "overcommit needs carry_bytes and budget_seconds"),
 ])
 def test_bad_runner_inputs_are_clear_errors(tmp_path, kw, message):
     with pytest.raises(ValueError, match=message):
@@ -849,6 +853,46 @@ def test_the_carry_budget_bounds_the_unfinished_runs(tmp_path):
     assert report["not_started"] == ["toy-rnn1-64", "toy-lstm1-64", "toy-gru1-64"] and not report["finished"]
     assert sum(" waits: " in line for line in said) == 3
     assert json.loads((tmp_path / "b" / "grid_log.jsonl").read_text())["carry_bytes"] == 0.5 * one
+
+
+def test_overcommitted_runs_that_finish_in_the_budget_start_past_the_carry(tmp_path):
+    """Room for one unfinished run's state, two runs more overcommitted: all three train at
+    once, and the two past the carry finish in the call, as they must. A run whose steps are
+    done is not judged by its rate while it validates and scores (no steps then, rate 0)."""
+    corpus = toy_file(tmp_path)
+    one = lab.grid._carry_bytes(tmp_path / "none", grid_runs([corpus], ("lstm",), (1,), (64,), epochs=2,
+                                                                train_options=TINY)[0])
+    said = []
+    report = tiny_grid(tmp_path / "g", corpus, parallel=3, carry_bytes=1.5 * one, overcommit=2, budget_seconds=300,
+                       probe_seconds=0.3, log=said.append)   # short: it sees the final validation's pause
+    assert sorted(report["finished"]) == ["toy-gru1-64", "toy-lstm1-64", "toy-rnn1-64"] and not report["dropped"]
+    assert [line.split(" for at most")[0] for line in said[:3]] == [f"grid: start toy-{k}1-64" for k in KINDS]
+    assert [" must finish in this call" in line for line in said[:3]] == [False, True, True], said
+    assert not any(" waits: " in line for line in said)
+
+
+def test_an_overcommitted_run_that_cannot_finish_is_dropped_and_the_carry_holds(tmp_path):
+    """Runs far longer than the budget: the one within the carry is stopped at the budget's end
+    and kept to resume; the two past it are dropped (their checkpoints and metrics deleted, their
+    launch recorded), so the state to carry stays within its budget."""
+    corpus = toy_file(tmp_path)
+    runs = grid_runs([corpus], ("rnn", "lstm", "gru"), (1,), (64,), epochs=5000, train_options=TINY)
+    one = lab.grid._carry_bytes(tmp_path / "none", runs[0])
+    said = []
+    report = tiny_grid(tmp_path / "g", corpus, parallel=3, epochs=5000, carry_bytes=1.5 * one, overcommit=2,
+                       budget_seconds=25, reserve_seconds=2, probe_seconds=2.0, log=said.append)
+    assert report["stopped"] + report["killed"] == ["toy-rnn1-64"], (report, said)
+    assert sorted(report["dropped"]) == ["toy-gru1-64", "toy-lstm1-64"], (report, said)
+    assert any("would not finish in this call" in line for line in said), said
+    for name in ("toy-lstm1-64", "toy-gru1-64"):
+        folder = tmp_path / "g" / "runs" / name
+        assert run_state(folder) == "new"
+        assert sorted(p.name for p in folder.iterdir() if p.name != ".lock") == ["grid.json", "train.log"]
+        assert [x["outcome"] for x in json.loads((folder / "grid.json").read_text())["launches"]] == ["dropped"]
+    assert run_state(tmp_path / "g" / "runs" / "toy-rnn1-64") == "resumable"
+    carried = sum(lab.grid._carry_bytes(p, None) for p in lab.grid._run_folders(tmp_path / "g"))
+    assert carried <= 1.5 * one
+    assert json.loads((tmp_path / "g" / "grid_log.jsonl").read_text())["dropped"] == report["dropped"]
 
 
 def test_runs_restored_as_not_started_count_their_files_not_their_weights_against_the_carry(tmp_path):
