@@ -615,13 +615,15 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
     ``carry_bytes``: a new run starts only while every unfinished run of ``out_dir``, it
     included, would still fit this many bytes (:func:`_carry_bytes`): what a short GPU
     session can carry to the next one is bounded, and any run may end the session unfinished.
-    ``overcommit``: up to this many runs more may start past ``carry_bytes`` within a budget,
-    each on condition that it finishes before the budget ends. Once such a run has trained
-    ``probe_seconds``, its rate over the last ``probe_seconds`` (under the load of the runs
-    beside it) says whether its remaining steps fit; the one furthest from fitting is stopped
-    and dropped (:func:`_drop_run`: it starts from its first step in a later session),
-    one at a time, and no more start past the carry in this call. One still unfinished at
-    the budget's end is kept only if it fits the carry after all (``report["dropped"]``).
+    ``overcommit``: up to this many runs more may train at a time past ``carry_bytes``, each
+    started in the budget's first half, without a checkpoint, on condition that it finishes
+    before the budget ends. Once such a run has trained ``probe_seconds`` and validated an
+    epoch, its rate over the last ``probe_seconds`` (under the load of the runs beside it)
+    says whether its remaining steps fit; the one furthest from fitting is stopped and dropped
+    (:func:`_drop_run`: it starts from its first step in a later session), one at a time, and
+    no more start past the carry in this call. One still unfinished (or failed) at the
+    budget's end is kept only if it fits the carry after all (``report["dropped"]``); an
+    interruption (Ctrl-C, SIGTERM) drops nothing more.
 
     With a budget too short for any child (1 s, under ``min_seconds``) nothing starts,
     and the session is still logged::
@@ -717,13 +719,14 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
     def admit(run: GridRun) -> str | None:
         """'carry' if starting ``run`` keeps the unfinished runs' state within ``carry_bytes``,
         'finish' if it may start past it on condition that it finishes (``overcommit``), else None."""
-        if carry_bytes is None or run_state(out_dir / "runs" / run.name) == "resumable":
-            return "carry"   # a run under way is carried anyway
+        if carry_bytes is None or (out_dir / "runs" / run.name / "last.safetensors").is_file():
+            return "carry"   # a run under way (or failed with a checkpoint) is carried anyway
         carried = carried_bytes()
         if carried + _carry_bytes(out_dir / "runs" / run.name, run) <= carry_bytes:
             return "carry"
+        left = deadline - time.time() - reserve_seconds
         if (sum(c.must_finish for c in active) < overcommit and not dropping["any"]
-                and deadline - time.time() - reserve_seconds >= 2 * probe_seconds):
+                and left >= max(2 * probe_seconds, budget_seconds / 2)):   # a late start could not finish
             return "finish"
         if run.name not in waiting:
             waiting.add(run.name)
@@ -744,7 +747,7 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                 c.samples.append((now, step))
             if not c.samples or now - c.samples[0][0] < probe_seconds:
                 continue
-            t0, s0 = next(x for x in c.samples if x[0] >= now - probe_seconds)
+            t0, s0 = next((x for x in c.samples if x[0] >= now - probe_seconds), c.samples[-1])
             rate = (step - s0) / max(1e-9, now - t0)
             to_go = _steps_to_go(out_dir / "runs" / c.run.name, c.run.epochs)
             if not to_go or rate <= 0:
@@ -764,7 +767,7 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
             for other in active:   # their rates change without it: measure them again
                 other.samples.clear()
 
-    def finish(child: _Child) -> None:
+    def finish(child: _Child, interrupted: bool = False) -> None:
         end = time.time()
         child.log.close()
         run_dir = out_dir / "runs" / child.run.name
@@ -774,10 +777,10 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
         info = _read_json(run_dir / "grid.json", {"launches": []})
         tail = (run_dir / "train.log").read_text(errors="replace")[-1500:] if outcome == "failed" else None
         steps = max(0, _last_logged_step(run_dir) - child.start_step)
-        if child.must_finish and outcome in ("killed", "stopped") and (
-                child.dropped or carried_bytes({child.run.name}) + _carry_bytes(run_dir, None) > carry_bytes):
+        if child.must_finish and outcome in ("killed", "stopped", "failed") and (child.dropped or (
+                not interrupted and carried_bytes({child.run.name}) + _carry_bytes(run_dir, None) > carry_bytes)):
             outcome = "dropped"   # it was to finish in this call, and its state does not fit the carry
-            _drop_run(run_dir)
+            _drop_run(run_dir)    # (a failure's message stays in grid.json: "error")
         info["launches"].append({"start": datetime.fromtimestamp(child.started, timezone.utc).isoformat(timespec="seconds"),
                                  "wall_s": round(end - child.started, 1), "rc": rc, "outcome": outcome,
                                  "resumed": child.resumed, "max_seconds": child.max_seconds,
@@ -785,9 +788,11 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                                  "code_commit": child.commit,
                                  "steps_per_s": round(steps / max(1e-9, end - child.started), 2),
                                  "gpu_util_mean": sampler.mean(child.started, end) if sampling else None})
-        info["wall_s"] = round(sum(x["wall_s"] or 0 for x in info["launches"]), 1)   # an adopted one may have none
+        # the run's training time: not a dropped launch (its weights are gone); an adopted one may have none
+        kept = [x for x in info["launches"] if x.get("outcome") != "dropped"]
+        info["wall_s"] = round(sum(x["wall_s"] or 0 for x in kept), 1) if kept else None
         info["failed"] = outcome == "failed"
-        info["error"] = tail
+        info["error"] = tail   # of a failure, also one dropped since
         _write_json(run_dir / "grid.json", info)
         report[outcome].append(child.run.name)
         log(f"grid: {child.run.name} {outcome} after {end - child.started:.0f} s (rc {rc}), "
@@ -867,12 +872,14 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
         for child in active:  # interrupted (Ctrl-C): stop the children, keep their checkpoints
             child.killed = True
             child.proc.send_signal(signal.SIGTERM)
-        for child in active:
+        for child in list(active):
             try:
                 child.proc.wait(15)
             except subprocess.TimeoutExpired:
                 child.proc.kill()
-            finish(child)
+                child.proc.wait()
+            active.remove(child)
+            finish(child, interrupted=True)
         if sampler:
             sampler.stop()
         report["not_started"] = [r.name for r in todo]
@@ -989,21 +996,24 @@ COLUMNS = ["name", "corpus", "kind", "layers", "row", "width", "params", "dropou
            "paper_test_loss", "wall_s", "train_s", "gpu_util_mean", "device", "scored_on", "code_commit"]
 
 
-FIRST_TRAINING = ("test_loss", "test_loss_se", "val_loss", "epochs_done", "wall_s", "device", "code_commit")
+FIRST_TRAINING = ("test_loss", "test_loss_se", "val_loss", "best_epoch", "epochs_done", "wall_s", "device",
+                  "code_commit")
 
 
 def _trained_again(run_dir: Path, row: dict) -> dict | None:
     """``{"name", "first": {...}}``: the committed row of a model's first training (the
     columns :data:`FIRST_TRAINING`) when the model was trained again because the weights of
-    that training were lost (:func:`restore`), else None. A restored record of the same
-    training (its test loss to the table's 6 digits) is not a second training.
+    that training were lost (:func:`restore`), else None. The same training restored from an
+    archive (its best epoch, and its validation loss to the table's 6 digits: both fixed when it
+    trained, where the test loss depends on the device that scored it) is not a second one.
 
         >>> import tempfile; from pathlib import Path
         >>> run = Path(tempfile.mkdtemp()); _ = (run / "metrics.jsonl").write_text("")
-        >>> _write_json(run / TABLED, {"row": {"finished": True, "test_loss": 1.4976, "device": "H100"}})
-        >>> _trained_again(run, {"finished": True, "test_loss": 1.5012})["first"]["device"]
+        >>> first = {"finished": True, "val_loss": 1.4976, "best_epoch": 48, "device": "H100"}
+        >>> _write_json(run / TABLED, {"row": first})
+        >>> _trained_again(run, {"finished": True, "val_loss": 1.5012, "best_epoch": 50})["first"]["device"]
         'H100'
-        >>> _trained_again(run, {"finished": True, "test_loss": 1.49760004}) is None
+        >>> _trained_again(run, {"finished": True, "val_loss": 1.49760004, "best_epoch": 48}) is None
         True
     """
     tabled = _read_json(run_dir / TABLED) or {}
@@ -1012,8 +1022,8 @@ def _trained_again(run_dir: Path, row: dict) -> dict | None:
     first = tabled.get("row") or {}
     if not (first.get("finished") and row.get("finished")) or _table_row(run_dir) is not None:
         return None
-    if first.get("test_loss") is not None and row.get("test_loss") is not None \
-            and f"{first['test_loss']:.6g}" == f"{row['test_loss']:.6g}":
+    if first.get("val_loss") is not None and row.get("val_loss") is not None \
+            and f"{first['val_loss']:.6g}" == f"{row['val_loss']:.6g}" and first.get("best_epoch") == row.get("best_epoch"):
         return None
     return {"name": run_dir.name, "first": {k: first.get(k) for k in FIRST_TRAINING}}
 
@@ -1025,7 +1035,7 @@ def _launch_commits(grid: dict) -> str | None:
         >>> _launch_commits({"launches": [{"wall_s": 5}, {"code_commit": "b1"}, {"code_commit": "b1"}]})
         'unknown + b1'
     """
-    launches = [x for x in grid.get("launches", []) if not x.get("adopted")]
+    launches = [x for x in grid.get("launches", []) if not x.get("adopted") and x.get("outcome") != "dropped"]
     if not any(x.get("code_commit") for x in launches):
         return None
     return " + ".join(dict.fromkeys(x.get("code_commit") or "unknown" for x in launches))
@@ -1043,7 +1053,8 @@ def _row(run_dir: Path, planned: dict | None, device, data_dir, corpora, rescore
     finished = bool(summary.get("finished"))
     label = corpus_label(cfg.get("corpus", summary.get("corpus", "")))
     score = score_run(run_dir, device, data_dir, corpora, rescore)
-    launches = [x for x in grid.get("launches", []) if x.get("gpu_util_mean") is not None]
+    kept = [x for x in grid.get("launches", []) if x.get("outcome") != "dropped"]   # not a training since deleted
+    launches = [x for x in kept if x.get("gpu_util_mean") is not None]
     util = (sum(x["gpu_util_mean"] * x["wall_s"] for x in launches) / max(1e-9, sum(x["wall_s"] for x in launches))
             if launches else None)
     status = ("finished" if finished else "failed" if grid.get("failed") else
@@ -1068,7 +1079,7 @@ def _row(run_dir: Path, planned: dict | None, device, data_dir, corpora, rescore
         "wall_s": grid.get("wall_s"), "train_s": summary.get("elapsed_s", last.get("elapsed_s")),
         "gpu_util_mean": None if util is None else round(util, 1),
         # every device the run trained on, in order (a run started on a GPU may be finished on a CPU)
-        "device": " + ".join(dict.fromkeys(x["device"] for x in grid.get("launches", []) if x.get("device")))
+        "device": " + ".join(dict.fromkeys(x["device"] for x in kept if x.get("device")))
         or summary.get("device", last.get("device")), "scored_on": (score or {}).get("scored_on"),
         # every commit the run was trained with, in launch order (the checkpoints hold only the last)
         "code_commit": _launch_commits(grid) or summary.get("code_commit", last.get("code_commit")),
@@ -1411,7 +1422,8 @@ def restore(out_dir, sources: Sequence) -> dict:
       no older best or last checkpoint of it stays behind to be scored;
     * so does a run trained to its end in an archive that is finished here only as the
       committed table's record (:func:`restore_table`: weights lost, trained again);
-      :func:`collect` lists the first training's row under ``trained_again``.
+      :func:`collect` lists the first training's row under ``trained_again``; and a
+      training here is not overwritten by an archive that holds only the table's record of it.
 
     ``grid_log.jsonl`` keeps the sessions recorded on either side. ``sources``: folders
     holding ``*.tgz.part-*`` files (state before done within a folder) or single part
@@ -1467,8 +1479,10 @@ def restore(out_dir, sources: Sequence) -> dict:
             again = {n for n in finished_there & done_here
                      if "restored_from" not in summaries[n] and _table_row(local[n]) is not None}
             # a run finished here (on this machine, or adopted) is not overwritten by an archive
-            # in which it is unfinished: a session that started before it finished trained it too
-            skip = done_here - finished_there
+            # in which it is unfinished: a session that started before it finished trained it too;
+            # nor a training here by an archive's table record of it (its first training's score)
+            skip = (done_here - finished_there) | {n for n in finished_there & done_here if "restored_from"
+                                                   in summaries[n] and _table_row(local[n]) is None}
             # nor an unfinished run by an archive at an earlier step (no checkpoint there: step -1)
             archived_step = {run_of[m.name]: _archived_step(tar, m) for m in members
                              if run_of[m.name] and m.name.endswith("/last.safetensors")}

@@ -1079,14 +1079,16 @@ def test_a_model_trained_again_after_its_weights_were_lost_replaces_its_table_re
     trained again in another grid folder and restored: the training replaces the record whole
     (no score of the first training stays to be read as the new one's), keeps its place in the
     table, and the first training's row is listed under trained_again, also after the table
-    is restored again. Trained again to the very same loss, it is the same training: not listed."""
+    is restored again, and an archive of the table's record does not overwrite it. Trained again
+    to the very same validation loss and best epoch, it is the same training: not listed."""
     from lab.grid import restore_table
     table = collect(done["out"], None)
     first = table.set_index("name").loc["toy-lstm1-64"]
     (tmp_path / "same").mkdir()
     table.to_csv(tmp_path / "same" / "table1.csv", index=False, float_format="%.6g")
     elsewhere = table.name == "toy-lstm1-64"      # as if first trained on another device, its weights since lost
-    table.loc[elsewhere, ["test_loss", "device"]] = [first.test_loss + 0.5, "NVIDIA H100 80GB HBM3"]
+    table.loc[elsewhere, ["test_loss", "val_loss", "device"]] = [first.test_loss + 0.5, first.val_loss + 0.5,
+                                                                 "NVIDIA H100 80GB HBM3"]
     (tmp_path / "results").mkdir()
     table.to_csv(tmp_path / "results" / "table1.csv", index=False, float_format="%.6g")
     restore_table(tmp_path / "here", tmp_path / "results")
@@ -1107,6 +1109,10 @@ def test_a_model_trained_again_after_its_weights_were_lost_replaces_its_table_re
     assert [x["name"] for x in listed] == ["toy-lstm1-64"]
     assert listed[0]["first"]["test_loss"] == pytest.approx(first.test_loss + 0.5, abs=1e-5)
     assert listed[0]["first"]["device"] == "NVIDIA H100 80GB HBM3"
+    restore_table(tmp_path / "records", tmp_path / "results")     # an archive of the table's records alone
+    pack(tmp_path / "records", tmp_path / "records_trip", state_only=True)
+    assert "toy-lstm1-64" in restore(tmp_path / "here", [tmp_path / "records_trip"])["kept_local"]
+    assert collect(tmp_path / "here", None).set_index("name").loc["toy-lstm1-64"].test_loss == again.test_loss
     restore_table(tmp_path / "fresh", tmp_path / "back")           # a later checkout keeps the record
     collect(tmp_path / "fresh", tmp_path / "fresh_results")
     assert json.loads((tmp_path / "fresh_results" / "table1_provenance.json").read_text())["trained_again"] == listed
