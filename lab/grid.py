@@ -521,20 +521,26 @@ def _lock_run(run_dir: Path):
     return f
 
 
-def _last_logged_step(run_dir: Path) -> int:
-    """The last training step in ``metrics.jsonl`` (0 if none): with the launch's first step, its rate."""
+def _metrics_tail(run_dir: Path, nbytes: int = 4096):
+    """The records of the last ``nbytes`` of a run's ``metrics.jsonl`` that name a step, newest first."""
     try:
         with open(run_dir / "metrics.jsonl", "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            f.seek(max(0, f.seek(0, os.SEEK_END) - nbytes))
             lines = f.read().decode(errors="replace").splitlines()
     except OSError:
-        return 0
+        return
     for line in reversed(lines):
         try:
-            return int(json.loads(line)["step"])
+            rec = json.loads(line)
+            rec["step"] = int(rec["step"])
         except (ValueError, KeyError, TypeError):
             continue  # the cut first line of the tail, or one cut by a kill
-    return 0
+        yield rec
+
+
+def _last_logged_step(run_dir: Path) -> int:
+    """The last training step in ``metrics.jsonl`` (0 if none): with the launch's first step, its rate."""
+    return next((rec["step"] for rec in _metrics_tail(run_dir)), 0)
 
 
 def _steps_to_go(run_dir: Path, epochs: int) -> int | None:
@@ -547,34 +553,15 @@ def _steps_to_go(run_dir: Path, epochs: int) -> int | None:
         >>> _steps_to_go(run, epochs=50)            # 255 steps an epoch
         12150
     """
-    try:
-        with open(run_dir / "metrics.jsonl", "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 2 ** 16))   # more than an epoch of lines
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return None
     step = None
-    for line in reversed(lines):
+    for rec in _metrics_tail(run_dir, 2 ** 16):   # more than an epoch of lines
+        step = rec["step"] if step is None else step
         try:
-            rec = json.loads(line)
-            step = int(rec["step"]) if step is None else step
             if "val_loss" in rec and int(rec["epoch"]) > 0:
-                return max(0, epochs * (int(rec["step"]) // int(rec["epoch"])) - step)
+                return max(0, epochs * (rec["step"] // int(rec["epoch"])) - step)
         except (ValueError, KeyError, TypeError):
-            continue  # the cut first line of the tail, or one cut by a kill
+            continue
     return None
-
-
-def _drop_run(run_dir: Path) -> None:
-    """Delete what a launch trained in ``run_dir`` (checkpoints, metrics, summary): the run
-    starts from its first step next time. Its launch record (``grid.json``), its train log,
-    its place in the table and its lock stay."""
-    from lab.train import RUN_FILES
-    for name in RUN_FILES:
-        path = run_dir / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    for half_written in run_dir.glob(".*.tmp"):   # a checkpoint the stop cut short (lab.files.atomic_write)
-        half_written.unlink(missing_ok=True)
 
 
 def _child_argv(run: GridRun, run_dir: Path, resume: bool, device, data_dir, max_seconds) -> list[str]:
@@ -620,7 +607,7 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
     before the budget ends. Once such a run has trained ``probe_seconds`` and validated an
     epoch, its rate over the last ``probe_seconds`` (under the load of the runs beside it)
     says whether its remaining steps fit; the one furthest from fitting is stopped and dropped
-    (:func:`_drop_run`: it starts from its first step in a later session), one at a time, and
+    (:func:`lab.train.discard_run`: it starts from its first step in a later session), one at a time, and
     no more start past the carry in this call. One still unfinished (or failed) at the
     budget's end is kept only if it fits the carry after all (``report["dropped"]``); an
     interruption (Ctrl-C, SIGTERM) drops nothing more.
@@ -644,7 +631,7 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
         raise ValueError(f"row_parallel must map rows {ROWS} to whole numbers >= 1, got {row_parallel}")
     if budget_seconds is not None and budget_seconds <= 0:
         raise ValueError(f"budget_seconds must be positive, got {budget_seconds}")
-    from lab.train import discard_unresumable, pick_device
+    from lab.train import discard_run, discard_unresumable, pick_device
     device = str(pick_device(device))
     corpora = [str(Path(c).resolve()) if c not in CORPORA and Path(c).exists() else c for c in corpora]
     data_dir = None if data_dir is None else Path(data_dir).resolve()
@@ -780,7 +767,7 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
         if child.must_finish and outcome in ("killed", "stopped", "failed") and (child.dropped or (
                 not interrupted and carried_bytes({child.run.name}) + _carry_bytes(run_dir, None) > carry_bytes)):
             outcome = "dropped"   # it was to finish in this call, and its state does not fit the carry
-            _drop_run(run_dir)    # (a failure's message stays in grid.json: "error")
+            discard_run(run_dir)  # its launch record stays (a failure's message too: "error")
         info["launches"].append({"start": datetime.fromtimestamp(child.started, timezone.utc).isoformat(timespec="seconds"),
                                  "wall_s": round(end - child.started, 1), "rc": rc, "outcome": outcome,
                                  "resumed": child.resumed, "max_seconds": child.max_seconds,
@@ -789,7 +776,7 @@ def run_grid(out_dir, corpora: Sequence[str] = CORPORA, kinds: Sequence[str] = K
                                  "steps_per_s": round(steps / max(1e-9, end - child.started), 2),
                                  "gpu_util_mean": sampler.mean(child.started, end) if sampling else None})
         # the run's training time: not a dropped launch (its weights are gone); an adopted one may have none
-        kept = [x for x in info["launches"] if x.get("outcome") != "dropped"]
+        kept = _kept_launches(info)
         info["wall_s"] = round(sum(x["wall_s"] or 0 for x in kept), 1) if kept else None
         info["failed"] = outcome == "failed"
         info["error"] = tail   # of a failure, also one dropped since
@@ -1028,6 +1015,12 @@ def _trained_again(run_dir: Path, row: dict) -> dict | None:
     return {"name": run_dir.name, "first": {k: first.get(k) for k in FIRST_TRAINING}}
 
 
+def _kept_launches(grid: dict) -> list[dict]:
+    """A run's launches (``grid.json``) but those dropped (``run_grid(overcommit=...)``): their
+    training was deleted, so they are not in the run's wall time, devices, commits or GPU use."""
+    return [x for x in grid.get("launches", []) if x.get("outcome") != "dropped"]
+
+
 def _launch_commits(grid: dict) -> str | None:
     """Every commit a run's launches trained with, in order ("unknown" for a launch recorded before
     launches named theirs), or None when no launch names one (the checkpoint's commit then).
@@ -1035,7 +1028,7 @@ def _launch_commits(grid: dict) -> str | None:
         >>> _launch_commits({"launches": [{"wall_s": 5}, {"code_commit": "b1"}, {"code_commit": "b1"}]})
         'unknown + b1'
     """
-    launches = [x for x in grid.get("launches", []) if not x.get("adopted") and x.get("outcome") != "dropped"]
+    launches = [x for x in _kept_launches(grid) if not x.get("adopted")]
     if not any(x.get("code_commit") for x in launches):
         return None
     return " + ".join(dict.fromkeys(x.get("code_commit") or "unknown" for x in launches))
@@ -1053,7 +1046,7 @@ def _row(run_dir: Path, planned: dict | None, device, data_dir, corpora, rescore
     finished = bool(summary.get("finished"))
     label = corpus_label(cfg.get("corpus", summary.get("corpus", "")))
     score = score_run(run_dir, device, data_dir, corpora, rescore)
-    kept = [x for x in grid.get("launches", []) if x.get("outcome") != "dropped"]   # not a training since deleted
+    kept = _kept_launches(grid)
     launches = [x for x in kept if x.get("gpu_util_mean") is not None]
     util = (sum(x["gpu_util_mean"] * x["wall_s"] for x in launches) / max(1e-9, sum(x["wall_s"] for x in launches))
             if launches else None)

@@ -831,13 +831,30 @@ def discard_unresumable(run_dir) -> list[str]:
     if (run_dir / "last.safetensors").is_file():
         return []
     found = _run_files(run_dir)
+    discard_run(run_dir)
+    return found
+
+
+def discard_run(run_dir) -> None:
+    """Delete what training wrote in ``run_dir`` (:data:`RUN_FILES`, and a checkpoint a kill cut
+    short in :func:`lab.files.atomic_write`), resumable or not: the run starts from its first
+    step there. Anything else in the folder (a grid's launch record, a log) stays.
+
+    >>> import tempfile, pathlib
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> for f in ("last.safetensors", ".best.safetensors.x1.tmp", "grid.json"): _ = (run / f).write_text("")
+    >>> discard_run(run); sorted(p.name for p in run.iterdir())
+    ['grid.json']
+    """
+    run_dir = Path(run_dir)
     for name in RUN_FILES:
         path = run_dir / name
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
-    return found
+    for half_written in run_dir.glob(".*.tmp"):
+        half_written.unlink(missing_ok=True)
 
 
 def _run_files(run_dir: Path) -> list[str]:
