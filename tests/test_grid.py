@@ -895,6 +895,89 @@ def test_an_overcommitted_run_that_cannot_finish_is_dropped_and_the_carry_holds(
     assert json.loads((tmp_path / "g" / "grid_log.jsonl").read_text())["dropped"] == report["dropped"]
 
 
+def _children(run_dir: Path) -> list[int]:
+    """The pids of the ``lab train`` children training ``run_dir``."""
+    out = subprocess.run(["pgrep", "-f", f"run-dir {run_dir}( |$)"], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def _wait_for(condition, seconds=90.0):
+    end = time.time() + seconds
+    while time.time() < end and not condition():
+        time.sleep(0.2)
+    assert condition(), "timed out"
+
+
+@pytest.mark.parametrize("room", ["none", "some"])
+def test_an_overcommitted_run_that_fails_is_dropped_unless_it_fits_the_carry(tmp_path, room):
+    """An overcommitted child that dies after its first checkpoint (here killed from outside,
+    as the kernel's OOM killer would) is a failure past the carry. Where its state does not fit
+    beside the other unfinished runs', its files are deleted and its launch recorded as dropped
+    with the log's tail; it is not marked failed, so a later session trains it again. Where it
+    fits, it is kept as a failure with its checkpoint, for ``--retry-failed``."""
+    import signal
+    import threading
+    corpus = toy_file(tmp_path)
+    runs = grid_runs([corpus], ("rnn", "lstm", "gru"), (1,), (64,), epochs=5000, train_options=TINY)
+    one = lab.grid._carry_bytes(tmp_path / "none", runs[0])   # the RNN's estimate, the largest share
+    carry = one + 256 if room == "none" else 1.5 * one          # toy weights are a few KiB
+    out, said, result = tmp_path / "g", [], {}
+
+    def grid():
+        result["report"] = tiny_grid(out, corpus, parallel=3, epochs=5000, carry_bytes=carry, overcommit=2,
+                                     budget_seconds=30, reserve_seconds=2, probe_seconds=10.0, log=said.append)
+    thread = threading.Thread(target=grid)
+    thread.start()
+    lstm = out / "runs" / "toy-lstm1-64"
+    try:
+        _wait_for(lambda: (lstm / "last.safetensors").is_file() and _children(lstm))
+        for pid in _children(lstm):
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        thread.join(120)
+    report = result["report"]
+    assert report["killed"] == ["toy-rnn1-64"] and "toy-gru1-64" in report["dropped"], (report, said)
+    info = json.loads((lstm / "grid.json").read_text())
+    assert info["launches"][0]["rc"] == -signal.SIGKILL and info["error"]      # the failure's log tail stays
+    if room == "none":
+        assert sorted(report["dropped"]) == ["toy-gru1-64", "toy-lstm1-64"] and not report["failed"], report
+        assert run_state(lstm) == "new" and not info["failed"] and info["wall_s"] is None
+        assert [x["outcome"] for x in info["launches"]] == ["dropped"]
+    else:
+        assert report["failed"] == ["toy-lstm1-64"], report
+        assert run_state(lstm) == "failed" and info["failed"] and (lstm / "last.safetensors").is_file()
+    assert run_state(out / "runs" / "toy-rnn1-64") == "resumable"
+    assert sum(lab.grid._carry_bytes(p, None) for p in lab.grid._run_folders(out)) <= carry
+
+
+def test_an_interrupt_keeps_the_overcommitted_runs_it_stops(tmp_path):
+    """Ctrl-C or SIGTERM drops nothing: every run stopped keeps its checkpoints, those started
+    past the carry too (the carry may then be exceeded; the user chose to stop)."""
+    import signal
+    corpus = toy_file(tmp_path)
+    one = lab.grid._carry_bytes(tmp_path / "none", grid_runs([corpus], ("lstm",), (1,), (64,), epochs=400,
+                                                                train_options=TINY)[0])
+    cmd = [sys.executable, "-m", "lab", "grid", "run", str(tmp_path / "out"), "--corpora", corpus, "--kinds", "rnn",
+           "lstm", "gru", "--layers", "1", "--rows", "64", "--epochs", "400", "--device", "cpu", "--parallel", "3",
+           "--threads", "1", "--budget", "3000", "--carry-mib", str(1.5 * one / 2 ** 20), "--overcommit", "2",
+           "--probe-seconds", "1000"] + [f"--set={k}={v}" for k, v in TINY.items()]
+    proc = subprocess.Popen(cmd, cwd=str(lab.grid.ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    runs = tmp_path / "out" / "runs"
+    names = [f"toy-{k}1-64" for k in KINDS]
+    try:   # every run has checkpointed an epoch
+        _wait_for(lambda: all((runs / n / "last.safetensors").is_file() for n in names), 120)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and out.count("past the carry budget") == 2, (out, err)   # LSTM and GRU
+    record = json.loads((tmp_path / "out" / "grid_log.jsonl").read_text().splitlines()[-1])
+    assert sorted(record["killed"]) == sorted(names) and not record["dropped"], record
+    for name in names:
+        assert run_state(runs / name) == "resumable"
+        assert json.loads((runs / name / "grid.json").read_text())["launches"][-1]["outcome"] == "killed"
+
+
 def test_runs_restored_as_not_started_count_their_files_not_their_weights_against_the_carry(tmp_path):
     """A grid rebuilt from the table has a folder for every run not started (its committed row,
     a few bytes). The carry budget counts those bytes, not each run's estimated weights: the
