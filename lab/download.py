@@ -191,13 +191,8 @@ def strip_gutenberg(data: bytes | str) -> str:
 
 
 def linux_text(source: str | os.PathLike, max_chars: int = LINUX_MAX_CHARS) -> str:
-    """The Linux corpus text built from a source folder, tarball (.tar.xz, .tar.gz, ...) or .deb.
-
-    A .deb is Debian's ``linux-source-*`` package, whose ``/usr/src/linux-source-*.tar.xz``
-    is read without unpacking anything to disk. Every ``*.c`` and ``*.h`` under
-    ``kernel/`` (of the folder, or of the tarball's top-level folder), sorted by path, whole files concatenated, stopping before the
-    first file that would take the total past ``max_chars``; undecodable bytes
-    become U+FFFD.
+    """The Linux corpus text built from a source folder, tarball (.tar.xz, .tar.gz, ...) or .deb:
+    the texts of :func:`linux_files`, concatenated.
 
     >>> import tempfile, pathlib
     >>> root = pathlib.Path(tempfile.mkdtemp())
@@ -205,6 +200,25 @@ def linux_text(source: str | os.PathLike, max_chars: int = LINUX_MAX_CHARS) -> s
     >>> _ = (root / "kernel" / "a.h").write_text("a\\n")
     >>> linux_text(root)
     'a\\nb\\n'
+    """
+    return "".join(text for _, text in linux_files(source, max_chars))
+
+
+def linux_files(source: str | os.PathLike, max_chars: int = LINUX_MAX_CHARS) -> list[tuple[str, str]]:
+    """(path, text) of each file the Linux corpus is built from, in its order.
+
+    A .deb is Debian's ``linux-source-*`` package, whose ``/usr/src/linux-source-*.tar.xz``
+    is read without unpacking anything to disk. Every ``*.c`` and ``*.h`` under
+    ``kernel/`` (of the folder, or of the tarball's top-level folder), sorted by path, whole
+    files, stopping before the first file that would take the total past ``max_chars``;
+    undecodable bytes become U+FFFD.
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "kernel" / "rcu").mkdir(parents=True); _ = (root / "kernel" / "rcu" / "a.c").write_text("a\\n")
+    >>> _ = (root / "kernel" / "b.c").write_bytes(b"b\\xff\\n"); _ = (root / "kernel" / "c.txt").write_text("c")
+    >>> linux_files(root)
+    [('kernel/b.c', 'b\\ufffd\\n'), ('kernel/rcu/a.c', 'a\\n')]
     """
     source = Path(source)
     if source.is_dir():
@@ -217,16 +231,16 @@ def linux_text(source: str | os.PathLike, max_chars: int = LINUX_MAX_CHARS) -> s
                           f"linux-source-6.1=6.1.192-2 gives {LINUX_DEB})")
     if not files:
         raise CorpusError(f"no *.c or *.h files under kernel/ in {source}: is it a Linux source tree?")
-    parts, total = [], 0
+    out, total = [], 0
     for path in sorted(files):
         text = files[path].decode("utf-8", errors="replace")
         if total + len(text) > max_chars:
             break
-        parts.append(text)
+        out.append((path, text))
         total += len(text)
-    if not parts:
+    if not out:
         raise CorpusError(f"the first source file in {source} alone is over {max_chars:,} characters")
-    return "".join(parts)
+    return out
 
 
 def _is_kernel_source(rel: tuple[str, ...]) -> bool:

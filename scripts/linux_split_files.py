@@ -1,22 +1,20 @@
 """Which kernel files does each split of the Linux corpus hold? (notebook 04, README Table 1)
 
-    apt-get download linux-source-6.1                  # Debian's package, ~140 MB
-    dpkg-deb --fsys-tarfile linux-source-6.1_*_all.deb | tar -x ./usr/src/linux-source-6.1.tar.xz
-    tar -xJf usr/src/linux-source-6.1.tar.xz --wildcards 'linux-source-6.1/kernel/*'
-    VURN_DATA=../shared/data python scripts/linux_split_files.py linux-source-6.1 \
-        --source "Debian linux-source-6.1 6.1.192-2"
+    apt-get download linux-source-6.1=6.1.192-2        # Debian's package (~140 MB): the corpus's release
+    VURN_DATA=../shared/data python scripts/linux_split_files.py linux-source-6.1_6.1.192-2_all.deb
     # writes results/linux_split_files.csv and .provenance.json
 
-``linux_kernel.txt`` is every ``*.c`` and ``*.h`` file under ``kernel/`` in path order, whole
-files concatenated until the next would pass the paper's 6,206,996 characters (the corpus's
-README). The text holds no file names, so this rebuilds that concatenation from a source
-tree, refuses unless it is the corpus character for character, and then credits each
-file's characters to the splits (``Corpus.bounds``) they fall in.
+``linux_kernel.txt`` holds no file names. This rebuilds it file by file from the source
+(:func:`lab.download.linux_files`: the .deb, its tarball or an unpacked tree, as
+``lab.download`` builds the corpus), refuses unless that is the corpus character for
+character (other 6.1.x releases differ), and credits each file's characters to the splits
+(``Corpus.bounds``) they fall in.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -27,24 +25,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from lab.checkpoint import code_commit  # noqa: E402
-from lab.corpus import SPLITS, load_corpus  # noqa: E402
+from lab.corpus import SPLITS, CorpusError, load_corpus  # noqa: E402
+from lab.download import LINUX_DEB, linux_files  # noqa: E402
 
-PAPER_CHARS = 6_206_996   # the paper's Linux corpus size: the corpus stops before passing it
-
-
-def kernel_files(tree: Path) -> list[tuple[str, str]]:
-    """(path, text) of the files the corpus is built from, in its order: ``kernel/**/*.c|h``
-    sorted by path, decoded as UTF-8 with undecodable bytes replaced, up to the size limit."""
-    paths = sorted(p.relative_to(tree).as_posix() for p in (tree / "kernel").rglob("*")
-                   if p.suffix in (".c", ".h") and p.is_file())
-    out, total = [], 0
-    for path in paths:
-        text = (tree / path).read_bytes().decode("utf-8", errors="replace")
-        if total + len(text) > PAPER_CHARS:
-            break
-        out.append((path, text))
-        total += len(text)
-    return out
+NOT_IT = (f"this source is not the one the corpus was built from: give Debian's {LINUX_DEB} "
+          "(apt-get download linux-source-6.1=6.1.192-2)")
 
 
 def file_table(files: list[tuple[str, str]], corpus) -> pd.DataFrame:
@@ -53,8 +38,7 @@ def file_table(files: list[tuple[str, str]], corpus) -> pd.DataFrame:
     rows, pos = [], 0
     for path, text in files:
         if corpus.text[pos:pos + len(text)] != text:
-            raise ValueError(f"{path} (at character {pos:,}) is not the corpus's text there: this source tree "
-                             f"is not the one {corpus.name} was built from; use Debian's linux-source-6.1")
+            raise ValueError(f"{path} (at character {pos:,}) is not {corpus.name}'s text there: {NOT_IT}")
         row = {"path": path, "start": pos, "end": pos + len(text)}
         for split in SPLITS:
             a, b = corpus.bounds(split)
@@ -62,8 +46,7 @@ def file_table(files: list[tuple[str, str]], corpus) -> pd.DataFrame:
         rows.append(row)
         pos += len(text)
     if pos != len(corpus.text):
-        raise ValueError(f"the files give {pos:,} characters, the corpus has {len(corpus.text):,}: "
-                         "this source tree is not the one it was built from")
+        raise ValueError(f"the files give {pos:,} characters, {corpus.name} has {len(corpus.text):,}: {NOT_IT}")
     return pd.DataFrame(rows)
 
 
@@ -80,25 +63,24 @@ def folder_shares(table: pd.DataFrame) -> dict:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("tree", type=Path, help="a Linux 6.1 source tree (the folder holding kernel/)")
-    p.add_argument("--source", default="unstated", help="where the tree came from, for the provenance "
-                   "(e.g. 'Debian linux-source-6.1 6.1.192-2')")
+    p.add_argument("source", type=Path, help=f"Debian's {LINUX_DEB}, its linux-source-6.1.tar.xz or the folder "
+                   "that unpacks to (holding kernel/)")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "linux_split_files.csv")
     args = p.parse_args(argv)
-    if not (args.tree / "kernel").is_dir():
-        p.error(f"{args.tree} has no kernel/ folder: give the folder the source tarball unpacks to")
-    corpus = load_corpus("linux_kernel")
+    if not args.out.parent.is_dir():
+        p.error(f"--out {args.out}: its folder does not exist")
     try:
-        table = file_table(kernel_files(args.tree), corpus)
-    except ValueError as e:
+        table = file_table(linux_files(args.source), load_corpus("linux_kernel"))
+    except (CorpusError, ValueError) as e:
         p.error(str(e))
     table.to_csv(args.out, index=False)
     shares = folder_shares(table)
     files = {s: table.loc[table[s] > 0, "path"].tolist() for s in SPLITS}
-    provenance = {"command": "python scripts/linux_split_files.py " + " ".join(map(shlex.quote, argv or sys.argv[1:])),
+    command = " ".join(["python", "scripts/linux_split_files.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    provenance = {"command": f"VURN_DATA={shlex.quote(os.environ.get('VURN_DATA', ''))} {command}",
                   "commit": code_commit(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "source": args.source,
-                  "files": len(table), "chars": int(table["end"].iloc[-1]),
+                  "source": args.source.name, "files": len(table), "chars": int(table["end"].iloc[-1]),
+                  "split_chars": {s: int(table[s].sum()) for s in SPLITS},
                   "split_files": {s: {"count": len(f), "first": f[0], "last": f[-1]} for s, f in files.items()},
                   "folder_shares": shares}
     args.out.with_suffix(".provenance.json").write_text(json.dumps(provenance, indent=1) + "\n")
