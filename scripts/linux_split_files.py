@@ -35,16 +35,15 @@ NOT_IT = (f"this source is not the one the corpus was built from: give Debian's 
 def file_table(files: list[tuple[str, str]], corpus) -> pd.DataFrame:
     """One row per file: its [start, end) in the corpus and its characters in each split.
     Raises ValueError, naming the first file that differs, unless the files are the corpus."""
+    bounds = {split: corpus.bounds(split) for split in SPLITS}
     rows, pos = [], 0
     for path, text in files:
         if corpus.text[pos:pos + len(text)] != text:
             raise ValueError(f"{path} (at character {pos:,}) is not {corpus.name}'s text there: {NOT_IT}")
-        row = {"path": path, "start": pos, "end": pos + len(text)}
-        for split in SPLITS:
-            a, b = corpus.bounds(split)
-            row[split] = max(0, min(b, row["end"]) - max(a, pos))
-        rows.append(row)
-        pos += len(text)
+        end = pos + len(text)
+        rows.append({"path": path, "start": pos, "end": end,
+                     **{split: max(0, min(b, end) - max(a, pos)) for split, (a, b) in bounds.items()}})
+        pos = end
     if pos != len(corpus.text):
         raise ValueError(f"the files give {pos:,} characters, {corpus.name} has {len(corpus.text):,}: {NOT_IT}")
     return pd.DataFrame(rows)
