@@ -311,31 +311,62 @@ def test_a_child_past_the_budget_is_killed_and_resumed_next_time(tmp_path):
     assert resumed == (len(lab.grid.curve(run)) > 0)  # it had epochs checkpointed before the kill
 
 
+def _children(run_dir: Path) -> list[int]:
+    """The pids of the ``lab train`` children training ``run_dir`` (their argv names it exactly)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:   # the process ended meanwhile
+            continue
+        if b"--run-dir" in argv[:-1] and argv[argv.index(b"--run-dir") + 1] == os.fsencode(run_dir):
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
+def _wait_for(condition, what: str, seconds: float = 90.0) -> None:
+    end = time.time() + seconds
+    while time.time() < end and not condition():
+        time.sleep(0.2)
+    assert condition(), f"waited {seconds:.0f} s for {what}"
+
+
+def _interrupted_grid(tmp_path: Path, corpus: str, kinds, *options: str, until, what: str, seconds: float = 60.0):
+    """Run ``python -m lab grid run`` on the toy grid (width 12, 400 epochs) in its own session,
+    wait for ``until()``, then SIGTERM it as a background job's kill would: (exit status, stdout,
+    stderr). A runner that outlives the signal's minute is killed with its children."""
+    import signal
+    cmd = [sys.executable, "-m", "lab", "grid", "run", str(tmp_path / "out"), "--corpora", corpus, "--kinds", *kinds,
+           "--layers", "1", "--rows", "64", "--epochs", "400", "--device", "cpu", "--threads", "1", *options,
+           *[f"--set={k}={v}" for k, v in TINY.items()]]
+    proc = subprocess.Popen(cmd, cwd=str(lab.grid.ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _wait_for(until, what, seconds)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return proc.returncode, out, err
+
+
 def test_sigterm_stops_the_children_and_keeps_the_sessions_record(tmp_path):
     """A grid run killed from outside (SIGTERM; a background job ignores Ctrl-C) ends like a
     Ctrl-C: children stopped, every launch and the session recorded, exit status 130."""
-    import signal
-    import subprocess
-    import sys
-    corpus = toy_file(tmp_path)
-    cmd = [sys.executable, "-m", "lab", "grid", "run", str(tmp_path / "out"), "--corpora", corpus, "--kinds", "lstm",
-           "gru", "--layers", "1", "--rows", "64", "--epochs", "400", "--device", "cpu", "--parallel", "2",
-           "--threads", "1"] + [f"--set={k}={v}" for k, v in TINY.items()]
-    proc = subprocess.Popen(cmd, cwd=str(lab.grid.ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    runs = tmp_path / "out" / "runs"
-    end = time.time() + 60
-    while time.time() < end and len(list(runs.glob("*/metrics.jsonl"))) < 2:   # both children training
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "interrupted" in err, err
+    runs, names = tmp_path / "out" / "runs", ["toy-gru1-64", "toy-lstm1-64"]
+    rc, out, err = _interrupted_grid(tmp_path, toy_file(tmp_path), ("lstm", "gru"), "--parallel", "2",
+                                     until=lambda: len(list(runs.glob("*/metrics.jsonl"))) == 2,
+                                     what="both children training")
+    assert rc == 130 and "interrupted" in err, err
     record = json.loads((tmp_path / "out" / "grid_log.jsonl").read_text().splitlines()[-1])
-    assert record["end"] and sorted(record["killed"]) == ["toy-gru1-64", "toy-lstm1-64"], record
-    for name in ("toy-gru1-64", "toy-lstm1-64"):
+    assert record["end"] and sorted(record["killed"]) == names, record
+    for name in names:
         assert json.loads((runs / name / "grid.json").read_text())["launches"][-1]["outcome"] == "killed"
-    alive = subprocess.run(["pgrep", "-f", f"run-dir {runs}"], capture_output=True, text=True).stdout.split()
-    assert not alive, alive                                                     # no child left running
+        assert not _children(runs / name)                                      # no child left running
 
 
 # -- collecting ---------------------------------------------------------------------------------
@@ -895,26 +926,6 @@ def test_an_overcommitted_run_that_cannot_finish_is_dropped_and_the_carry_holds(
     assert json.loads((tmp_path / "g" / "grid_log.jsonl").read_text())["dropped"] == report["dropped"]
 
 
-def _children(run_dir: Path) -> list[int]:
-    """The pids of the ``lab train`` children training ``run_dir`` (their argv names it exactly)."""
-    pids = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            argv = cmdline.read_bytes().split(b"\0")
-        except OSError:   # the process ended meanwhile
-            continue
-        if b"--run-dir" in argv[:-1] and argv[argv.index(b"--run-dir") + 1] == os.fsencode(run_dir):
-            pids.append(int(cmdline.parent.name))
-    return pids
-
-
-def _wait_for(condition, what: str, seconds: float = 90.0) -> None:
-    end = time.time() + seconds
-    while time.time() < end and not condition():
-        time.sleep(0.2)
-    assert condition(), f"waited {seconds:.0f} s for {what}"
-
-
 @pytest.mark.parametrize("room", ["none", "some"])
 def test_an_overcommitted_run_that_fails_is_dropped_unless_it_fits_the_carry(tmp_path, room):
     """An overcommitted child that dies after its first checkpoint (here killed from outside,
@@ -966,29 +977,16 @@ def test_an_overcommitted_run_that_fails_is_dropped_unless_it_fits_the_carry(tmp
 def test_an_interrupt_keeps_the_overcommitted_runs_it_stops(tmp_path):
     """Ctrl-C or SIGTERM drops nothing: every run stopped keeps its checkpoints, those started
     past the carry too (the carry may then be exceeded; the user chose to stop)."""
-    import signal
     corpus = toy_file(tmp_path)
     one = lab.grid._carry_bytes(tmp_path / "none", grid_runs([corpus], ("lstm",), (1,), (64,), epochs=400,
                                                                 train_options=TINY)[0])
-    cmd = [sys.executable, "-m", "lab", "grid", "run", str(tmp_path / "out"), "--corpora", corpus, "--kinds", "rnn",
-           "lstm", "gru", "--layers", "1", "--rows", "64", "--epochs", "400", "--device", "cpu", "--parallel", "3",
-           "--threads", "1", "--budget", "3000", "--carry-mib", str(1.5 * one / 2 ** 20), "--overcommit", "2",
-           "--probe-seconds", "1000"] + [f"--set={k}={v}" for k, v in TINY.items()]
-    proc = subprocess.Popen(cmd, cwd=str(lab.grid.ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    runs = tmp_path / "out" / "runs"
-    names = [f"toy-{k}1-64" for k in KINDS]
-    try:
-        _wait_for(lambda: all((runs / n / "last.safetensors").is_file() for n in names), "every run's first epoch", 120)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            out, err = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:   # leave no runner or child training for 3000 s
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise
-    assert proc.returncode == 130 and out.count("past the carry budget") == 2, (out, err)   # LSTM and GRU
+    runs, names = tmp_path / "out" / "runs", [f"toy-{k}1-64" for k in KINDS]
+    rc, out, err = _interrupted_grid(
+        tmp_path, corpus, KINDS, "--parallel", "3", "--budget", "3000", "--carry-mib", str(1.5 * one / 2 ** 20),
+        "--overcommit", "2", "--probe-seconds", "1000",
+        until=lambda: all((runs / n / "last.safetensors").is_file() for n in names), what="every run's first epoch",
+        seconds=120)
+    assert rc == 130 and out.count("past the carry budget") == 2, (out, err)   # LSTM and GRU
     record = json.loads((tmp_path / "out" / "grid_log.jsonl").read_text().splitlines()[-1])
     assert sorted(record["killed"]) == sorted(names) and not record["dropped"], record
     for name in names:
