@@ -5,7 +5,8 @@
 # Usage: bash scripts/gpu_collect.sh FILES_AT [NAME]
 #   FILES_AT  the folder the device reply's files were copied to (its files_at)
 #   NAME      the session's folder under runs/grid-sessions (default: s<next number>)
-# Environment: GRID (default runs/grid), RESULTS (default results/table1), VURN_DATA (the corpora)
+# Environment: GRID (default runs/grid), RESULTS (default results/table1), VURN_DATA (the corpora),
+#   STATE_MAX_MIB (default 8: part-way runs packed bigger than this are not put in RESULTS/state)
 # Then read results/table1/ (git diff; state/ holds the runs left part-way, if any), update
 # results/table1/README.md's sessions table and commit; the GPU tests' output (gpu_tests.txt, with BENCH=1 the benchmark too) is read by hand
 # (the benchmark's numbers go to results/bench_trace_gpu.md).
@@ -26,12 +27,20 @@ if compgen -G "$DEST/*.tgz.part-*" > /dev/null; then
   "$PY" -m lab grid collect "$GRID" --results "$RESULTS" --device cpu --data "$VURN_DATA" > /dev/null
   # refused (and the committed map kept) when the grid lacks the weights of models the map places
   "$PY" scripts/table1_map.py --grid "$GRID" --results "$RESULTS" --device cpu || echo "gpu_collect: map not redrawn"
-  # runs/ is not in git: the runs left part-way reach the next checkout as $RESULTS/state (commit it)
+  # runs/ is not in git: the runs left part-way reach the next checkout as $RESULTS/state (commit it),
+  # unless they are too big for the repository (STATE_MAX_MIB, default 8: one run of row 512 is ~14 MiB);
+  # then they stay in $GRID, which gpu_prepare.sh sends, and a fresh checkout starts them again
   rm -rf "$RESULTS/state"
   if "$PY" -c 'import sys; from pathlib import Path; from lab.grid import run_state
 sys.exit(0 if any(run_state(p) == "resumable" for p in Path(sys.argv[1], "runs").iterdir()) else 1)' "$GRID"; then
     "$PY" -m lab grid pack "$GRID" "$RESULTS/state" --state-only > /dev/null
-    echo "gpu_collect: the runs left part-way are packed in $RESULTS/state: commit it"
+    mib=$(du -sm "$RESULTS/state" | cut -f1)
+    if [ "$mib" -gt "${STATE_MAX_MIB:-8}" ]; then
+      rm -rf "$RESULTS/state"
+      echo "gpu_collect: the runs left part-way take $mib MiB packed, over STATE_MAX_MIB=${STATE_MAX_MIB:-8}: not put in $RESULTS/state; they stay in $GRID (and $DEST)"
+    else
+      echo "gpu_collect: the runs left part-way are packed in $RESULTS/state ($mib MiB): commit it"
+    fi
   fi
 fi
 bash scripts/gpu_prepare.sh "$GRID"
