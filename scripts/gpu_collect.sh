@@ -12,7 +12,8 @@
 # (the benchmark's numbers go to results/bench_trace_gpu.md).
 set -euo pipefail
 SRC=$1
-GRID=${GRID:-runs/grid} RESULTS=${RESULTS:-results/table1}
+GRID=${GRID:-runs/grid} RESULTS=${RESULTS:-results/table1} STATE_MAX_MIB=${STATE_MAX_MIB:-8}
+[[ $STATE_MAX_MIB =~ ^[0-9]+$ ]] || { echo "gpu_collect: STATE_MAX_MIB must be a whole number of MiB, got $STATE_MAX_MIB" >&2; exit 1; }
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 : "${VURN_DATA:?set VURN_DATA to the folder holding the corpora (scoring needs the test splits)}"
 mkdir -p runs/grid-sessions
@@ -34,12 +35,12 @@ if compgen -G "$DEST/*.tgz.part-*" > /dev/null; then
   if "$PY" -c 'import sys; from pathlib import Path; from lab.grid import run_state
 sys.exit(0 if any(run_state(p) == "resumable" for p in Path(sys.argv[1], "runs").iterdir()) else 1)' "$GRID"; then
     "$PY" -m lab grid pack "$GRID" "$RESULTS/state" --state-only > /dev/null
-    mib=$(du -sm "$RESULTS/state" | cut -f1)
-    if [ "$mib" -gt "${STATE_MAX_MIB:-8}" ]; then
+    bytes=$(du -sb "$RESULTS/state" | cut -f1)   # what git would store, not disk blocks
+    if [ "$bytes" -gt $(( STATE_MAX_MIB * 1048576 )) ]; then
       rm -rf "$RESULTS/state"
-      echo "gpu_collect: the runs left part-way take $mib MiB packed, over STATE_MAX_MIB=${STATE_MAX_MIB:-8}: not put in $RESULTS/state; they stay in $GRID (and $DEST)"
+      echo "gpu_collect: the runs left part-way take $(( bytes / 1048576 )) MiB packed, over STATE_MAX_MIB=$STATE_MAX_MIB: not put in $RESULTS/state; they stay in $GRID (and $DEST)"
     else
-      echo "gpu_collect: the runs left part-way are packed in $RESULTS/state ($mib MiB): commit it"
+      echo "gpu_collect: the runs left part-way are packed in $RESULTS/state ($(( bytes / 1048576 )) MiB): commit it"
     fi
   fi
 fi
