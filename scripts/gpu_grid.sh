@@ -5,10 +5,11 @@
 #   DATA      folder holding war_and_peace.txt and linux_kernel.txt (or NAME.txt.xz)
 #   OUT       where device_log.txt and the archive parts go (the device tool's $OUT)
 #   BUDGET    wall seconds for this whole script; keep it under the command's limit (e.g. 540 of 600)
-#   PARALLEL  training processes sharing the GPU (default 8); ROW512=N caps them while 512-row runs
-#             start (default 6: each unfinished 512-row run is ~16 MB to carry to the next session, so
-#             only two fit the carry; OVERCOMMIT=N more (default 4) start on condition that they finish
-#             in this call, by their measured rate, or are dropped: `grid run --overcommit`)
+#   PARALLEL  training processes sharing the GPU (default 4); ROW512=N caps them while 512-row runs
+#             start (default 4: each unfinished 512-row run is ~16 MB to carry to the next session, so
+#             three fit the carry of 48 MiB; OVERCOMMIT=N more (default 1) start on condition that they
+#             finish in this call, by their measured rate, or are dropped: `grid run --overcommit`).
+#             Four at a time, a War and Peace run of row 512 took 113-291 s on an H100 (2026-11-27)
 # Environment:
 #   RESTORE   folder with the previous session's grid-*.tgz.part-* (default .gpu/grid-prev, or when that
 #             is empty results/table1/state; neither: a fresh grid)
@@ -22,15 +23,15 @@
 # .gpu/ here before the call (commit, xz corpora, the state packed from the local runs/grid), and
 # scripts/gpu_collect.sh FILES_AT folds the returned files into runs/grid after it. By hand:
 #   device run, timeout_s 600, carry [".gpu/data", ".gpu/grid-prev", ".gpu/commit"]:
-#     bash scripts/gpu_grid.sh .gpu/data $OUT 540 12
+#     bash scripts/gpu_grid.sh .gpu/data $OUT 540 4
 # Only grid-state parts need to travel to the next session; keep every session's files locally
 # (runs/grid-sessions/NAME), then
 #   python -m lab grid restore runs/grid runs/grid-sessions/NAME     (a run finished here is kept)
 #   python -m lab grid collect runs/grid --results results/table1    (table1.csv, curves/, blocks)
 set -uo pipefail
-DATA=$1 OUT=$2 BUDGET=$3 PARALLEL=${4:-8}
+DATA=$1 OUT=$2 BUDGET=$3 PARALLEL=${4:-4}
 START=$(date +%s)
-GRID=${GRID:-runs/grid} TAIL=${TAIL:-75} ROW512=${ROW512:-6}
+GRID=${GRID:-runs/grid} TAIL=${TAIL:-75} ROW512=${ROW512:-4}
 # gpu_prepare.sh leaves .gpu/grid-prev empty when the committed results/table1/state is the same state
 RESTORE=${RESTORE:-$(compgen -G ".gpu/grid-prev/*.tgz.part-*" > /dev/null || ! compgen -G "results/table1/state/*.tgz.part-*" > /dev/null && echo .gpu/grid-prev || echo results/table1/state)}
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
@@ -41,9 +42,9 @@ LOG=$OUT/device_log.txt
 # --retry-failed: a run that failed in an earlier session (a GPU fault under MPS takes its neighbours down
 # too) gets another go; one that fails for good costs one quick failure a session
 # --carry-mib: the unfinished runs' files travel to the next session inside its 64 MiB working tree
-# (the repository ~17 MiB, the xz corpora 2 MiB): a new run starts only while they stay under CARRY_MIB,
+# (the repository ~9 MiB, the xz corpora 2 MiB): a new run starts only while they stay under CARRY_MIB,
 # or, --overcommit, on condition that it finishes in this call (measured over its first 60 s of training)
-DEV=cuda; RUN_ARGS=(--row-parallel 512=$ROW512 --retry-failed --carry-mib "${CARRY_MIB:-40}" --overcommit "${OVERCOMMIT:-4}")
+DEV=cuda; RUN_ARGS=(--row-parallel 512=$ROW512 --retry-failed --carry-mib "${CARRY_MIB:-48}" --overcommit "${OVERCOMMIT:-1}")
 SMOKE=(--width 32 --max-train-chars 100000)
 if [ "${TINY:-0}" = 1 ]; then
   DEV=cpu; TAIL=${TINY_TAIL:-20}; COLLECT_S=${COLLECT_S:-90}

@@ -2,8 +2,14 @@
 # One lent-GPU call: the trace's GPU tests (and with BENCH=1 its benchmark, issue 3), then the Table 1
 # grid (issue 5) for whatever time is left. What the 2026-11-26 session ran by hand, as one script.
 #
-# Usage (device run, timeout_s 590, carry [".gpu/data", ".gpu/commit", ".gpu/grid-prev"]):
-#   bash scripts/gpu_session.sh $OUT 565        # OUT, then wall seconds for everything
+# Usage (device run, timeout_s 600, carry [".gpu/data", ".gpu/commit", ".gpu/grid-prev"]):
+#   bash scripts/gpu_session.sh $OUT 575        # OUT, then wall seconds for everything
+# What is left of the session's 15 device minutes after it (~350 s on 2026-11-27) fits a second call
+# on the still-warm machine, which goes back ~30 s after a call, so make it at once, with the first
+# call's state as the carry (same carry list, timeout_s about budget_left_s - 40):
+#   rm -rf .gpu/grid-prev && mkdir .gpu/grid-prev && cp FILES_AT/grid-state.tgz.part-* .gpu/grid-prev/
+#   TAIL=60 bash scripts/gpu_grid.sh .gpu/data $OUT 290
+# and give_back; then gpu_collect.sh on each call's files, oldest first.
 # Before it, here: VURN_DATA=... bash scripts/gpu_prepare.sh   (fills .gpu/ and checks the size)
 # After it, here:  VURN_DATA=... bash scripts/gpu_collect.sh FILES_AT   (restore, collect, map, prepare)
 # BENCH=1 also runs the trace benchmark (~45 s; measured 2026-11-27: results/bench_trace_gpu.md);
@@ -24,4 +30,4 @@ T=$OUT/gpu_tests.txt
 echo "tests$( [ "${BENCH:-0}" = 1 ] && echo ' and bench') took $(( $(date +%s) - START )) s" >> "$T"
 grep -E "passed|failed|^ours|^device" "$T"
 LEFT=$(( BUDGET - ($(date +%s) - START) ))
-MAX_PARTS=6 bash scripts/gpu_grid.sh .gpu/data "$OUT" "$LEFT" "${PARALLEL:-12}"
+MAX_PARTS=6 bash scripts/gpu_grid.sh .gpu/data "$OUT" "$LEFT" "${PARALLEL:-4}"
