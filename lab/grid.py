@@ -1259,17 +1259,30 @@ def _write_parts(data: bytes, dest: Path, name: str, part_bytes: int) -> list[st
     return parts
 
 
-def _half_copy(best: Path, into: Path) -> Path:
+def _half_copy(best: Path, into: Path, target: Path | None = None) -> Path:
+    """A float16 copy of checkpoint ``best`` at ``target`` (default ``into/RUN/best-f16.safetensors``)."""
     import torch
 
     from lab.checkpoint import load_checkpoint, save_checkpoint
     tensors, meta = load_checkpoint(best)
     meta["weights"] = ("float16, as best.safetensors already was" if any(v.dtype == torch.float16 for v in tensors.values())
                        else "float16 copy of best.safetensors (trained and scored in float32)")
-    target = into / best.parent.name / "best-f16.safetensors"
+    target = target or into / best.parent.name / "best-f16.safetensors"
     target.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(target, {k: v.half() for k, v in tensors.items()}, meta)
     return target
+
+
+def _score_weights(path: Path, data_dir=None) -> dict:
+    """Validation and test loss of the weights stored at ``path``, as :func:`score_run` scores the test split."""
+    from lab.checkpoint import check_corpus
+    from lab.corpus import load_corpus
+    from lab.pretrained import load_model
+    from lab.train import evaluate
+    model, meta = load_model(path)
+    corpus = load_corpus(meta["train_config"]["corpus"], data_dir)
+    check_corpus(meta, corpus, path)
+    return {"val_loss": evaluate(model, corpus.split_ids("val")), "test_loss": evaluate(model, corpus.split_ids("test"))}
 
 
 def pack(out_dir, dest, *, part_bytes: int = PART_BYTES, max_parts: int = 7, max_bytes: int = 60 * 2 ** 20,
@@ -1618,14 +1631,16 @@ def restore_table(out_dir, results_dir) -> dict:
 
 
 def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unfinished: bool = False,
-         data_dir=None) -> dict:
+         data_dir=None, half: bool = False) -> dict:
     """Copy the best checkpoints of runs ``names`` to ``dest/NAME.safetensors``, each with a ``NAME.json`` card.
 
     The card holds the run's summary (config, epochs, losses, device, training commit),
     its test score and SE (``score.json``), every launch (``grid.json``) and who kept it
     when. A run must be finished unless ``unfinished=True`` (then the card says which
     epoch its best-so-far weights are from). A stale score is computed again on the corpus
-    (``data_dir`` as in :func:`collect`). Returns the files written and their size.
+    (``data_dir`` as in :func:`collect`). ``half=True`` stores the weights as float16 (half
+    the bytes; the shipped models are stored so) and the card adds ``half_val_loss`` and
+    ``half_test_loss``: those weights scored here. Returns the files written and their size.
 
     Here the shipped War and Peace LSTM stands in for a finished run, with a cached score::
 
@@ -1674,10 +1689,16 @@ def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unf
                            if (ad := summary.get("adopted")) else f"lab.grid run {name} (best validation checkpoint)"),
                 "kept_by": command or " ".join(map(shlex.quote, sys.argv)), "kept_commit": _commit(), "kept_at": _now()}
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(best, dest / f"{name}.safetensors")
+        target = dest / f"{name}.safetensors"
+        if half:
+            _half_copy(best, dest, target)
+            card.update(weights=read_meta(target)["weights"],
+                        **{f"half_{k}": v for k, v in _score_weights(target, data_dir).items()})
+        else:
+            shutil.copyfile(best, target)
         _write_json(dest / f"{name}.json", card)
-        written += [str(dest / f"{name}.safetensors"), str(dest / f"{name}.json")]
-        total += best.stat().st_size
+        written += [str(target), str(dest / f"{name}.json")]
+        total += target.stat().st_size
     return {"written": written, "mib": round(total / 2 ** 20, 2)}
 
 
@@ -1884,6 +1905,8 @@ def add_arguments(p) -> None:
     q.add_argument("names", nargs="+", help="runs to keep, e.g. war_and_peace-lstm3-512")
     q.add_argument("--to", default="results/checkpoints", help="destination folder (default results/checkpoints)")
     q.add_argument("--unfinished", action="store_true", help="keep a run that has not finished its epochs")
+    q.add_argument("--half", action="store_true",
+                   help="store float16 weights (half the bytes), scored again on val and test for the card")
     q.add_argument("--data", default=None, help="folder holding the corpora (default: $VURN_DATA, then the cache)")
     q = sub.add_parser("rates", help="training steps per second of every launch, by device and setting")
     q.add_argument("out", help="grid folder")
@@ -1960,7 +1983,8 @@ def main(args) -> int:
                                data_dir=args.data, command=command), indent=1))
         return 0
     if args.grid_command == "keep":
-        kept = keep(args.out, args.names, args.to, command=command, unfinished=args.unfinished, data_dir=args.data)
+        kept = keep(args.out, args.names, args.to, command=command, unfinished=args.unfinished, data_dir=args.data,
+                    half=args.half)
         print(json.dumps(kept, indent=1))
         return 0
     tables = [s for s in args.sources if (Path(s) / "table1.csv").is_file()]

@@ -541,6 +541,32 @@ def test_keep_copies_the_best_checkpoint_with_its_card(done, tmp_path):
     assert Session.load(str(kept)).model.cfg.kind == "gru"                      # it opens as any checkpoint
 
 
+def test_keep_half_stores_float16_weights_scored_again(done, tmp_path):
+    import torch
+
+    from lab.checkpoint import load_checkpoint
+    from lab.corpus import load_corpus
+    from lab.models import CharRNN, ModelConfig
+    from lab.train import evaluate
+    best = done["out"] / "runs" / "toy-gru1-64" / "best.safetensors"
+    report = lab.grid.keep(done["out"], ["toy-gru1-64"], tmp_path / "kept", half=True)
+    kept = tmp_path / "kept" / "toy-gru1-64.safetensors"
+    tensors, meta = load_checkpoint(kept)
+    full, _ = load_checkpoint(best)
+    assert {v.dtype for v in tensors.values()} == {torch.float16} and tensors.keys() == full.keys()
+    assert all(torch.equal(tensors[k], full[k].half()) for k in full)
+    assert report["mib"] == round(kept.stat().st_size / 2 ** 20, 2) and kept.stat().st_size < 0.6 * best.stat().st_size
+    card = json.loads((tmp_path / "kept" / "toy-gru1-64.json").read_text())
+    assert card["weights"].startswith("float16 copy") and meta["weights"] == card["weights"]
+    # the card's float16 scores are those of the stored weights, computed independently here
+    model = CharRNN(ModelConfig.from_dict(meta["model_config"]))
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    corpus = load_corpus(str(done["corpus"]))
+    assert card["half_test_loss"] == evaluate(model, corpus.split_ids("test"))
+    assert card["half_val_loss"] == evaluate(model, corpus.split_ids("val"))
+    assert abs(card["half_test_loss"] - card["test_loss"]) < 1e-2   # rounding the weights barely moves the loss
+
+
 def test_keep_counts_the_epochs_of_a_finished_run_that_came_without_its_last_checkpoint(done, tmp_path):
     run = tmp_path / "g" / "runs" / "toy-gru1-64"
     shutil.copytree(done["out"] / "runs" / "toy-gru1-64", run)
