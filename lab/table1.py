@@ -393,11 +393,31 @@ def load_vectors(path, corpus=None) -> dict[str, np.ndarray]:
     return vectors
 
 
-def save_vectors(path, vectors, corpus) -> None:
+def vector_sources(path) -> dict[str, str]:
+    """Which weights each kept vector was computed from: name -> the checkpoint's ``tensors_sha256``
+    (none for a vector kept without it). A vector whose model has other weights now is stale.
+
+        >>> import tempfile; from pathlib import Path
+        >>> from lab.corpus import Corpus
+        >>> toy = Corpus.from_text("toy", "the cat sat on the mat. " * 200)
+        >>> path = Path(tempfile.mkdtemp()) / "v.npz"
+        >>> save_vectors(path, {"toy-gru1-64": np.ones(60)}, toy, sources={"toy-gru1-64": "9f2c..."})
+        >>> vector_sources(path), vector_sources(path.parent / "none.npz")
+        ({'toy-gru1-64': '9f2c...'}, {})
+    """
+    import json
+    if not Path(path).is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["__meta__"])).get("sources", {})
+
+
+def save_vectors(path, vectors, corpus, sources: dict[str, str] | None = None) -> None:
     """Write ``vectors`` (name -> p(correct) at every test position, or already strided) to ``path``.
 
     Full-length vectors are cut to every :data:`VECTOR_STRIDE`-th position and stored as
-    float16 in a compressed ``.npz`` with the corpus they belong to (see :func:`load_vectors`).
+    float16 in a compressed ``.npz`` with the corpus they belong to (see :func:`load_vectors`),
+    and with ``sources``: the ``tensors_sha256`` of the weights behind each (:func:`vector_sources`).
 
         >>> import tempfile; from pathlib import Path
         >>> from lab.corpus import Corpus
@@ -422,7 +442,8 @@ def save_vectors(path, vectors, corpus) -> None:
         out[name] = v.astype(np.float16)
     meta = {"corpus": corpus.name, "corpus_sha256": corpus.sha256, "test_chars": n, "stride": VECTOR_STRIDE,
             "what": "probability of the correct next character (lab.table1.correct_char_probs) at test "
-                    "positions 0, stride, 2 stride, ..."}
+                    "positions 0, stride, 2 stride, ...",
+            "sources": {n: sha for n, sha in sorted((sources or {}).items()) if n in out}}
 
     def write(tmp):
         with open(tmp, "wb") as f:   # a file object: np.savez would add ".npz" to a name without it

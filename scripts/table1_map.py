@@ -12,7 +12,8 @@ in git, so a later checkout draws the map from them. Weights are looked for in t
 adopted from. The map (``map.csv``: name, kind, layers, row, status, test loss, mean
 p(correct), x, y; ``map_provenance.json``) is drawn again only when no model it places
 would be left out for want of a vector (``--replace`` overrides); the vectors are saved
-either way. Another corpus than War and Peace writes ``map_CORPUS.csv`` and
+either way. A kept vector is used rather than computed again while the weights here are the
+ones it was computed from (their ``tensors_sha256``; ``--recompute`` computes every vector). Another corpus than War and Peace writes ``map_CORPUS.csv`` and
 ``map_vectors_CORPUS.npz``. Only finished models are placed (``--unfinished`` adds those still training,
 from their best checkpoint so far; their vectors are not kept).
 
@@ -36,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from lab.checkpoint import code_commit
 from lab.corpus import load_corpus
+from lab.grid import read_meta
 from lab.table1 import (
     VECTOR_STRIDE,
     correct_char_probs,
@@ -46,6 +48,7 @@ from lab.table1 import (
     orient_map,
     save_vectors,
     tsne_map,
+    vector_sources,
 )
 from lab.train import pick_device
 
@@ -61,6 +64,8 @@ def main(argv=None):
     p.add_argument("--unfinished", action="store_true", help="also place models still training (best so far)")
     p.add_argument("--replace", action="store_true",
                    help="draw the map even if a model the map.csv there places now has no vector")
+    p.add_argument("--recompute", action="store_true",
+                   help="compute every vector from its weights, also those kept from the same weights")
     args = p.parse_args(argv)
     started, t0 = datetime.now(timezone.utc), time.time()
     dest = Path(args.results)
@@ -74,16 +79,17 @@ def main(argv=None):
     corpus = load_corpus(args.corpus)
     own = "" if args.corpus == "war_and_peace" else f"_{args.corpus}"   # the paper's map is War and Peace's
     cache, map_csv, map_prov = dest / f"map_vectors{own}.npz", dest / f"map{own}.csv", dest / f"map{own}_provenance.json"
-    kept = load_vectors(cache, corpus)
+    kept, kept_sources = load_vectors(cache, corpus), vector_sources(cache)
     device = pick_device(args.device)
-    vectors, computed = {}, []
+    vectors, computed, sources = {}, [], {}
     for name in wanted:
         path = find_checkpoint(name, [args.grid, args.kept])
         if path is None and name in adopted and (ROOT / adopted[name]).is_file():
             path = ROOT / adopted[name]          # an adopted run: the checkpoint it was adopted from
-        if path is not None:
+        sha = (read_meta(path) or {}).get("tensors_sha256") if path is not None else None
+        if path is not None and (args.recompute or name not in kept or sha is None or kept_sources.get(name) != sha):
             full = correct_char_probs(path, device=device, corpus=corpus)   # checked against the corpus
-            vectors[name] = full[::VECTOR_STRIDE].astype(np.float16)
+            vectors[name], sources[name] = full[::VECTOR_STRIDE].astype(np.float16), sha
             computed.append(name)
             print(f"{name}: mean p(correct) {full.mean():.4f} ({path})", flush=True)
         elif name in kept:
@@ -91,8 +97,10 @@ def main(argv=None):
         else:
             print(f"{name}: neither weights here nor a kept vector: left out")
     finished = {n: v for n, v in vectors.items() if table.loc[n, "status"] == "finished"}
-    if set(finished) - set(kept) or any(not np.array_equal(finished[n], kept[n]) for n in finished if n in kept):
-        save_vectors(cache, {**kept, **finished}, corpus)
+    if set(finished) - set(kept) or any(not np.array_equal(finished[n], kept[n]) for n in finished if n in kept) \
+            or any(n in sources and sources[n] != kept_sources.get(n) for n in finished):
+        save_vectors(cache, {**kept, **finished}, corpus,
+                     sources={**kept_sources, **{n: s for n, s in sources.items() if n in finished and s}})
         print(f"kept the vectors of {len({**kept, **finished})} models in {cache}")
     names = [n for n in wanted if n in vectors]
     placed = set(pd.read_csv(map_csv).name) if map_csv.is_file() else set()

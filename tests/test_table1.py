@@ -8,6 +8,7 @@ import torch
 
 from lab import table1 as T
 from lab.checkpoint import save_checkpoint
+from lab.grid import read_meta
 from lab.models import CharRNN, ModelConfig
 from lab.train import char_losses
 
@@ -213,8 +214,50 @@ def test_the_map_keeps_its_vectors_and_never_drops_a_model_it_cannot_place_again
     assert np.array_equal(vectors["war_and_peace-lstm1-64"], full[::T.VECTOR_STRIDE].astype(np.float16))
     assert draw("--replace").returncode == 0
     first = pd.read_csv(results / "map.csv")
+    best = {n: tmp_path / "grid" / "runs" / n / "best.safetensors" for n in three}
+    assert T.vector_sources(results / "map_vectors.npz") == {n: read_meta(b)["tensors_sha256"] for n, b in best.items()}
+    assert "computed now from best checkpoints for 0 models" in (results / "map_provenance.json").read_text()
     assert sorted(first.name) == sorted(three)
     shutil.rmtree(tmp_path / "grid")                                     # the weights are gone: the vectors draw it
     assert draw().returncode == 0
     pd.testing.assert_frame_equal(pd.read_csv(results / "map.csv"), first)
     assert "from map_vectors.npz for 3" in (results / "map_provenance.json").read_text()
+
+
+def test_the_map_computes_a_kept_vector_again_when_its_model_has_other_weights(tmp_path):
+    """A model trained again has new weights: its kept vector is stale and is replaced."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lab.checkpoint import load_checkpoint
+    from lab.corpus import load_corpus
+    from lab.results import results_dir
+    results = tmp_path / "table1"
+    shutil.copytree(results_dir() / "table1", results)
+    (results / "map_vectors.npz").unlink(missing_ok=True)
+    prov = json.loads((results / "table1_provenance.json").read_text())
+    (results / "table1_provenance.json").write_text(json.dumps({**prov, "adopted": []}))  # no LSTM2-512 here
+    name = "war_and_peace-lstm1-64"
+    best = tmp_path / "grid" / "runs" / name / "best.safetensors"
+    best.parent.mkdir(parents=True)
+    shutil.copy(results_dir() / "checkpoints" / f"{name}.safetensors", best)
+    script = str(Path(__file__).resolve().parents[1] / "scripts" / "table1_map.py")
+    (tmp_path / "none").mkdir()
+
+    def draw():
+        return subprocess.run([sys.executable, script, "--grid", str(tmp_path / "grid"), "--results", str(results),
+                               "--kept", str(tmp_path / "none"), "--device", "cpu"], capture_output=True, text=True)
+    draw()                                                      # rc 1 (the other models lack vectors); kept
+    corpus = load_corpus("war_and_peace")
+    before = T.load_vectors(results / "map_vectors.npz", corpus)[name]
+    tensors, meta = load_checkpoint(best)
+    torch.manual_seed(0)
+    save_checkpoint(best, {k: v + 0.05 * torch.randn_like(v) for k, v in tensors.items()}, meta)   # "trained again"
+    draw()
+    after = T.load_vectors(results / "map_vectors.npz", corpus)[name]
+    assert not np.array_equal(after, before)
+    assert np.array_equal(after, T.correct_char_probs(best, device="cpu", corpus=corpus)[::T.VECTOR_STRIDE].astype(np.float16))
+    assert T.vector_sources(results / "map_vectors.npz") == {name: read_meta(best)["tensors_sha256"]}
