@@ -1284,15 +1284,17 @@ def _half_copy(best: Path, into: Path, target: Path | None = None) -> Path:
 
 
 def _score_weights(path: Path, data_dir=None) -> dict:
-    """Validation and test loss of the weights stored at ``path``, as :func:`score_run` scores the test split."""
+    """Validation loss of the weights stored at ``path`` as training measures it, and test loss as
+    :func:`score_run` does (the mean in float64), so that they compare with the run's own."""
     from lab.checkpoint import check_corpus
     from lab.corpus import load_corpus
     from lab.pretrained import load_model
-    from lab.train import evaluate
+    from lab.train import char_losses, evaluate
     model, meta = load_model(path)
     corpus = load_corpus(meta["train_config"]["corpus"], data_dir)
     check_corpus(meta, corpus, path)
-    return {"val_loss": evaluate(model, corpus.split_ids("val")), "test_loss": evaluate(model, corpus.split_ids("test"))}
+    return {"val_loss": evaluate(model, corpus.split_ids("val")),
+            "test_loss": char_losses(model, corpus.split_ids("test")).double().mean().item()}
 
 
 def pack(out_dir, dest, *, part_bytes: int = PART_BYTES, max_parts: int = 7, max_bytes: int = 60 * 2 ** 20,
