@@ -992,22 +992,15 @@ def _trained_again(run_dir: Path, row: dict) -> dict | None:
     columns :data:`FIRST_TRAINING`) when the model was trained again because the weights of
     that training were lost (:func:`restore`), else None. The same training restored from an
     archive (its best epoch, and its validation loss to the table's 6 digits: both fixed when it
-    trained, where the test loss depends on the device that scored it; and its launches' commit
-    and wall time) is not a second one. A second training that lands on the first's numbers
-    exactly (same seed, same device: training on the CPU is deterministic) is one, marked
-    ``"same_result": True``.
+    trained, where the test loss depends on the device that scored it) is not a second one.
 
         >>> import tempfile; from pathlib import Path
         >>> run = Path(tempfile.mkdtemp()); _ = (run / "metrics.jsonl").write_text("")
-        >>> first = {"finished": True, "val_loss": 1.4976, "best_epoch": 48, "device": "H100", "wall_s": 410.2,
-        ...          "code_commit": "82c1658"}
+        >>> first = {"finished": True, "val_loss": 1.4976, "best_epoch": 48, "device": "H100"}
         >>> _write_json(run / TABLED, {"row": first})
         >>> _trained_again(run, {"finished": True, "val_loss": 1.5012, "best_epoch": 50})["first"]["device"]
         'H100'
-        >>> same = {"finished": True, "val_loss": 1.49760004, "best_epoch": 48, "wall_s": 410.2, "code_commit": "82c1658"}
-        >>> _trained_again(run, same) is None                                   # restored: the same training
-        True
-        >>> _trained_again(run, {**same, "wall_s": 395.0, "code_commit": "4f05200"})["same_result"]   # trained again
+        >>> _trained_again(run, {"finished": True, "val_loss": 1.49760004, "best_epoch": 48}) is None
         True
     """
     tabled = _read_json(run_dir / TABLED) or {}
@@ -1016,13 +1009,10 @@ def _trained_again(run_dir: Path, row: dict) -> dict | None:
     first = tabled.get("row") or {}
     if not (first.get("finished") and row.get("finished")) or _table_row(run_dir) is not None:
         return None
-    same_result = (first.get("val_loss") is not None and row.get("val_loss") is not None
-                   and f"{first['val_loss']:.6g}" == f"{row['val_loss']:.6g}" and first.get("best_epoch") == row.get("best_epoch"))
-    same_launches = first.get("code_commit") == row.get("code_commit") and (
-        first.get("wall_s") is None or row.get("wall_s") is None or abs(first["wall_s"] - row["wall_s"]) < 1)
-    if same_result and same_launches:
+    if first.get("val_loss") is not None and row.get("val_loss") is not None \
+            and f"{first['val_loss']:.6g}" == f"{row['val_loss']:.6g}" and first.get("best_epoch") == row.get("best_epoch"):
         return None
-    return {"name": run_dir.name, "first": {k: first.get(k) for k in FIRST_TRAINING}, **({"same_result": True} if same_result else {})}
+    return {"name": run_dir.name, "first": {k: first.get(k) for k in FIRST_TRAINING}}
 
 
 def _kept_launches(grid: dict) -> list[dict]:
