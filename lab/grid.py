@@ -1259,15 +1259,14 @@ def _write_parts(data: bytes, dest: Path, name: str, part_bytes: int) -> list[st
     return parts
 
 
-def _half_copy(best: Path, into: Path, target: Path | None = None) -> Path:
-    """A float16 copy of checkpoint ``best`` at ``target`` (default ``into/RUN/best-f16.safetensors``)."""
+def _half_copy(best: Path, target: Path) -> Path:
+    """A float16 copy of checkpoint ``best`` at ``target``."""
     import torch
 
     from lab.checkpoint import load_checkpoint, save_checkpoint
     tensors, meta = load_checkpoint(best)
     meta["weights"] = ("float16, as best.safetensors already was" if any(v.dtype == torch.float16 for v in tensors.values())
                        else "float16 copy of best.safetensors (trained and scored in float32)")
-    target = target or into / best.parent.name / "best-f16.safetensors"
     target.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(target, {k: v.half() for k, v in tensors.items()}, meta)
     return target
@@ -1347,7 +1346,7 @@ def pack(out_dir, dest, *, part_bytes: int = PART_BYTES, max_parts: int = 7, max
     halves, tmp = [], out_dir / ".pack-f16"
     for w in list(left_out):  # float16 copies of what does not fit in float32
         if w.stat().st_size // 2 + 2048 <= budget:
-            halves.append(_half_copy(w, tmp))
+            halves.append(_half_copy(w, tmp / w.parent.name / "best-f16.safetensors"))
             budget -= cost(halves[-1])
             left_out.remove(w)
     done_parts, done_size = [], 0
@@ -1693,7 +1692,7 @@ def keep(out_dir, names: Sequence[str], dest, *, command: str | None = None, unf
         dest.mkdir(parents=True, exist_ok=True)
         target = dest / f"{name}.safetensors"
         if half:
-            _half_copy(best, dest, target)
+            _half_copy(best, target)
             card.update(weights=read_meta(target)["weights"],
                         **{f"half_{k}": v for k, v in _score_weights(target, data_dir).items()})
         else:

@@ -489,7 +489,7 @@ def test_pack_keeps_within_its_size_limit(done, tmp_path):
     bare = pack(done["out"], tmp_path / "bare", max_bytes=1)   # no room: state and logs only
     assert bare["warnings"] and len(bare["left_out"]) == 3
     base = sum(p.stat().st_size for p in (tmp_path / "bare").iterdir())
-    half = lab.grid._half_copy(done["out"] / "runs" / "toy-rnn1-64" / "best.safetensors", tmp_path / "half")
+    half = lab.grid._half_copy(done["out"] / "runs" / "toy-rnn1-64" / "best.safetensors", tmp_path / "half.safetensors")
     limit = base + half.stat().st_size + 1500   # room for the smallest model in float16, not in float32
     packed = pack(done["out"], tmp_path / "trip", max_bytes=limit)
     assert sum(p.stat().st_size for p in (tmp_path / "trip").iterdir()) <= limit
