@@ -97,10 +97,12 @@ def main(argv=None):
         else:
             print(f"{name}: neither weights here nor a kept vector: left out")
     finished = {n: v for n, v in vectors.items() if table.loc[n, "status"] == "finished"}
-    if set(finished) - set(kept) or any(not np.array_equal(finished[n], kept[n]) for n in finished if n in kept) \
-            or any(n in sources and sources[n] != kept_sources.get(n) for n in finished):
-        save_vectors(cache, {**kept, **finished}, corpus,
-                     sources={**kept_sources, **{n: s for n, s in sources.items() if n in finished and s}})
+    # a vector taken from the cache is the kept one: only one computed now can be new, in its values or its weights
+    new = [n for n in computed if n in finished and (n not in kept or not np.array_equal(vectors[n], kept[n])
+                                                      or sources[n] != kept_sources.get(n))]
+    if new:
+        known = {**kept_sources, **{n: sources[n] for n in new}}
+        save_vectors(cache, {**kept, **finished}, corpus, sources={n: sha for n, sha in known.items() if sha})
         print(f"kept the vectors of {len({**kept, **finished})} models in {cache}")
     names = [n for n in wanted if n in vectors]
     placed = set(pd.read_csv(map_csv).name) if map_csv.is_file() else set()
